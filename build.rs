@@ -1,0 +1,2 @@
+//! Build script (to be written): builds and embeds the shim.
+fn main() {}

@@ -1,0 +1,195 @@
+//! The `forcebacklog` command line: parse arguments, call the library,
+//! print an error once, exit non-zero. Nothing else lives here.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::error::Error;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use forcebacklog::config::InjectConfig;
+
+/// Raise the TCP listen backlog of programs you cannot change.
+#[derive(Debug, Parser)]
+#[command(name = "forcebacklog", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTPS admission webhook (POST /mutate, /mutate/namespace, /validate).
+    Serve(ServeArgs),
+    /// Print Kubernetes YAML mutated exactly as the webhook would mutate its pods.
+    Inject(InjectArgs),
+    /// Run one local command with the shim preloaded.
+    Run(RunArgs),
+    /// Copy the embedded shim into DIR atomically, mode 0555 (the init container's job).
+    InstallShim {
+        /// The directory to write libforcebacklog.so into.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// PEM certificate chain (reloaded when the file changes).
+    #[arg(long, env = "FORCEBACKLOG_TLS_CERT")]
+    tls_cert: PathBuf,
+    /// PEM private key (reloaded when the file changes).
+    #[arg(long, env = "FORCEBACKLOG_TLS_KEY")]
+    tls_key: PathBuf,
+    /// HTTPS address of the webhook.
+    #[arg(long, env = "FORCEBACKLOG_ADDR", default_value = "0.0.0.0:8443")]
+    addr: SocketAddr,
+    /// Plain-HTTP admin address: /healthz, /readyz, /metrics.
+    #[arg(long, env = "FORCEBACKLOG_ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    admin_addr: SocketAddr,
+    #[command(flatten)]
+    inject: InjectOptions,
+    /// Log format.
+    #[arg(
+        long,
+        env = "FORCEBACKLOG_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `forcebacklog=debug`.
+    #[arg(long, env = "FORCEBACKLOG_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Options shared by `serve` and `inject`: what gets injected.
+#[derive(Debug, clap::Args)]
+struct InjectOptions {
+    /// Image of the install-shim init container.
+    #[arg(long, env = "FORCEBACKLOG_IMAGE", default_value = forcebacklog::config::DEFAULT_IMAGE)]
+    image: String,
+    /// imagePullPolicy of the init container.
+    #[arg(long, env = "FORCEBACKLOG_IMAGE_PULL_POLICY")]
+    image_pull_policy: Option<String>,
+    /// Backlog for pods opted in by their namespace label.
+    #[arg(long, env = "FORCEBACKLOG_DEFAULT_BACKLOG", default_value_t = 4096,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    default_backlog: u16,
+    /// CPU request and limit of the init container.
+    #[arg(long, env = "FORCEBACKLOG_INIT_CPU", default_value = "10m")]
+    init_cpu: String,
+    /// Memory request and limit of the init container.
+    #[arg(long, env = "FORCEBACKLOG_INIT_MEMORY", default_value = "16Mi")]
+    init_memory: String,
+}
+
+impl InjectOptions {
+    fn into_config(self) -> InjectConfig {
+        InjectConfig {
+            default_backlog: self.default_backlog,
+            image: self.image,
+            image_pull_policy: self.image_pull_policy,
+            init_resources: forcebacklog::config::InitResources {
+                cpu: self.init_cpu,
+                memory: self.init_memory,
+            },
+            ..InjectConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct InjectArgs {
+    /// YAML file to read (`-` for stdin).
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    /// Treat pod templates without the annotation as annotated with this backlog.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    backlog: Option<u16>,
+    #[command(flatten)]
+    inject: InjectOptions,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The backlog every listen() gets (1..=65535).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    backlog: u16,
+    /// `raise` (never lower the app's value) or `set` (exactly BACKLOG).
+    #[arg(long, value_parser = ["raise", "set"])]
+    mode: Option<String>,
+    /// Only listeners bound to these local ports, e.g. `8080,9090`.
+    #[arg(long)]
+    ports: Option<String>,
+    /// Print one line per changed listen() to stderr.
+    #[arg(long)]
+    debug: bool,
+    /// The command and its arguments.
+    #[arg(required = true, last = true)]
+    command: Vec<OsString>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<ExitCode, Box<dyn Error>> = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Inject(args) => forcebacklog::manifest::inject_file(
+            &args.file,
+            args.backlog,
+            &args.inject.into_config(),
+        )
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(Into::into),
+        Command::Run(args) => {
+            let options = forcebacklog::shim::RunOptions {
+                backlog: args.backlog,
+                mode: args.mode,
+                ports: args.ports,
+                debug: args.debug,
+            };
+            forcebacklog::shim::run(&options, &args.command).map_err(Into::into)
+        }
+        Command::InstallShim { dir } => forcebacklog::shim::install(&dir)
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(Into::into),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            let mut line = format!("forcebacklog: {err}");
+            let mut source = err.source();
+            while let Some(cause) = source {
+                line.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn Error>> {
+    forcebacklog::server::init_logging(
+        &args.log_level,
+        matches!(args.log_format, LogFormat::Json),
+    )?;
+    let config = forcebacklog::server::ServeConfig {
+        addr: args.addr,
+        admin_addr: args.admin_addr,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        inject: args.inject.into_config(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(forcebacklog::server::serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
