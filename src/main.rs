@@ -186,6 +186,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn Error>> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         inject: args.inject.into_config(),
+        tuning: forcebacklog::server::Tuning::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,8 +1,53 @@
-//! The HTTPS admission webhook and its admin port (to be written).
+//! `forcebacklog serve`: the HTTPS admission webhook and its admin port.
+//!
+//! - [`conn`]: accept (TCP_NODELAY), TLS handshake, HTTP/1.1 or HTTP/2 per
+//!   connection (hyper-util), graceful-shutdown watch.
+//! - [`tls`]: PEM loading, the rustls configuration (TLS 1.2+, ALPN h2 and
+//!   http/1.1), certificate reload by polling the files.
+//! - [`routes`]: `POST /mutate`, `/mutate/namespace`, `/validate` → the
+//!   mutation core ([`crate::review::handle`]); size and time limits.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on plain HTTP.
+//! - [`metrics`]: the Prometheus registry of one server.
+//! - [`logging`]: tracing-subscriber set-up, text or JSON.
+//! - [`shutdown`]: turns SIGTERM/SIGINT into a future.
+//!
+//! [`run`] is the whole server on listeners the caller bound, until a
+//! future resolves, which is how the tests drive it on `127.0.0.1:0`;
+//! [`serve`] binds the configured addresses and stops on a signal.
 
-use crate::config::InjectConfig;
+pub mod admin;
+pub mod conn;
+pub mod logging;
+pub mod metrics;
+pub mod routes;
+pub mod shutdown;
+pub mod tls;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::InjectConfig;
+use metrics::Metrics;
+
+pub use logging::LoggingError;
+pub use tls::TlsError;
+
+/// The largest AdmissionReview body accepted (413 beyond). The apiserver
+/// limits objects to about 3 MiB (etcd's request limit is 1.5 MiB by
+/// default), and a review carries the object plus some envelope.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The accept-queue length the listeners ask for; the kernel caps it at
+/// `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Everything `forcebacklog serve` needs.
 #[derive(Debug, Clone)]
@@ -17,24 +62,296 @@ pub struct ServeConfig {
     pub tls_key: PathBuf,
     /// The mutation core's configuration.
     pub inject: InjectConfig,
+    /// Limits and timings.
+    pub tuning: Tuning,
+}
+
+/// Limits and timings of the server; the defaults suit production.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tuning {
+    /// Largest request body (413 beyond). Default [`MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
+    /// From a request's headers to its response (408 after). Default 10 s;
+    /// the apiserver's webhook timeout is at most 30 s (10 s by default).
+    pub request_timeout: Duration,
+    /// HTTP/1.1: time to receive a request's headers, and how long a
+    /// keep-alive connection may sit idle. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// Time to complete a TLS handshake. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// After shutdown starts, how long in-flight requests may take before
+    /// their connections are dropped. Default 20 s (inside Kubernetes'
+    /// default 30 s termination grace period).
+    pub shutdown_grace: Duration,
+    /// How often the certificate files are compared with what is loaded.
+    /// Default 2 s.
+    pub reload_interval: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: MAX_BODY_BYTES,
+            request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(20),
+            reload_interval: Duration::from_secs(2),
+        }
+    }
 }
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// Placeholder.
-    #[error("not implemented yet")]
-    Todo,
+    /// A listening socket could not be created or bound.
+    #[error("cannot listen on {addr} ({what})")]
+    Bind {
+        /// `webhook` or `admin`.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The certificate or key is unusable at start-up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The log settings are invalid.
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
+    /// The SIGTERM/SIGINT handlers could not be installed.
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
 }
 
-/// Runs the webhook until SIGTERM/SIGINT (binds the addresses itself).
-pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let _ = config;
-    Err(ServeError::Todo)
+/// State shared by the routes, the admin port and the server loop.
+#[derive(Debug)]
+pub struct Shared {
+    /// The mutation core's configuration.
+    pub inject: InjectConfig,
+    /// Limits and timings.
+    pub tuning: Tuning,
+    /// This server's metrics.
+    pub metrics: Arc<Metrics>,
+    /// True between "certificate loaded, accepting" and "shutting down".
+    pub ready: AtomicBool,
 }
 
 /// Installs the global tracing subscriber (`filter` in EnvFilter syntax).
 pub fn init_logging(filter: &str, json: bool) -> Result<(), ServeError> {
-    let _ = (filter, json);
+    Ok(logging::init(filter, json)?)
+}
+
+/// Runs the webhook until SIGTERM/SIGINT (binds the addresses itself).
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let signal = shutdown::on_signal().map_err(ServeError::Signals)?;
+    let listener = bind("webhook", config.addr)?;
+    let admin = bind("admin", config.admin_addr)?;
+    run(listener, admin, config, async move {
+        let name = signal.await;
+        tracing::info!(signal = name, "shutting down");
+    })
+    .await
+}
+
+/// A listening socket with SO_REUSEADDR and a [`LISTEN_BACKLOG`] queue.
+fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    let fail = |source| ServeError::Bind { what, addr, source };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(fail)?;
+    socket.set_reuseaddr(true).map_err(fail)?;
+    socket.bind(addr).map_err(fail)?;
+    socket.listen(LISTEN_BACKLOG).map_err(fail)
+}
+
+/// The whole server on the given listeners: loads the certificate (an
+/// unusable pair is an error, nothing is served), serves the webhook over
+/// TLS and the admin port over HTTP, reloads the certificate when its
+/// files change, and when `shutdown` resolves: marks itself not ready,
+/// closes the webhook listener (new connections are refused), lets
+/// in-flight requests finish within [`Tuning::shutdown_grace`], and returns.
+pub async fn run<F>(
+    listener: TcpListener,
+    admin: TcpListener,
+    config: ServeConfig,
+    shutdown: F,
+) -> Result<(), ServeError>
+where
+    F: Future<Output = ()> + Send,
+{
+    let ServeConfig {
+        tls_cert,
+        tls_key,
+        inject,
+        tuning,
+        ..
+    } = config;
+
+    let provider = tls::provider();
+    let pair = tls::read_pair(&tls_cert, &tls_key).await?;
+    let key = tls::parse_pair(&pair, &tls_cert, &tls_key, &provider)?;
+    let resolver = Arc::new(tls::ReloadingResolver::new(key));
+    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(
+        Arc::clone(&resolver),
+        Arc::clone(&provider),
+    )?));
+
+    let metrics = Arc::new(Metrics::new());
+    let shared = Arc::new(Shared {
+        inject,
+        tuning: tuning.clone(),
+        metrics: Arc::clone(&metrics),
+        ready: AtomicBool::new(false),
+    });
+
+    let reload = tokio::spawn(tls::watch(
+        tls::Watch {
+            cert: tls_cert.clone(),
+            key: tls_key.clone(),
+            interval: tuning.reload_interval,
+        },
+        pair,
+        resolver,
+        provider,
+        metrics,
+    ));
+
+    let admin_addr = admin.local_addr().ok();
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_router = admin::router(Arc::clone(&shared));
+    let admin_task = tokio::spawn(async move {
+        axum::serve(admin, admin_router)
+            .with_graceful_shutdown(async move {
+                let _ = admin_stopped.await;
+            })
+            .await
+    });
+
+    let router = routes::router(Arc::clone(&shared));
+    let http = Arc::new(conn::Http::new(&tuning));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+
+    shared.ready.store(true, Ordering::Release);
+    tracing::info!(
+        https = %display_addr(listener.local_addr().ok()),
+        admin = %display_addr(admin_addr),
+        cert = %tls_cert.display(),
+        "ready"
+    );
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = conn::accept(&listener) => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(conn::serve(
+                        stream,
+                        peer,
+                        acceptor.clone(),
+                        Arc::clone(&http),
+                        router.clone(),
+                        graceful.watcher(),
+                        tuning.handshake_timeout,
+                    ));
+                }
+                Err(err) if conn::is_connection_error(&err) => {
+                    tracing::debug!(error = %err, "accept failed");
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "accept failed; pausing 100 ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+
+    shared.ready.store(false, Ordering::Release);
+    drop(listener);
+    tracing::info!(
+        connections = connections.len(),
+        "stopped accepting; draining in-flight requests"
+    );
+    let drain = async {
+        graceful.shutdown().await;
+        while connections.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(tuning.shutdown_grace, drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            "grace period of {} s over; closing the remaining connections",
+            tuning.shutdown_grace.as_secs()
+        );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+    reload.abort();
+    let _ = admin_stop.send(());
+    match tokio::time::timeout(Duration::from_secs(1), admin_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => tracing::warn!(error = %err, "admin port failed"),
+        Ok(Err(err)) => tracing::warn!(error = %err, "admin port task failed"),
+        Err(_) => tracing::debug!("admin port did not close within 1 s"),
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+fn display_addr(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "?".to_owned(), |a| a.to_string())
+}
+
+/// An error and its causes on one line: `outer: inner: innermost`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Some errors repeat their cause in their own message.
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_chains_read_outer_to_inner() {
+        let err = TlsError::Read {
+            path: PathBuf::from("/certs/tls.crt"),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            error_chain(&err),
+            "cannot read /certs/tls.crt: entity not found"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_address_in_use_is_named() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let err = bind("webhook", addr).expect_err("in use");
+        assert_eq!(
+            err.to_string(),
+            format!("cannot listen on {addr} (webhook)")
+        );
+    }
 }

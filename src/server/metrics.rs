@@ -1,0 +1,287 @@
+//! Prometheus metrics of one server instance (prometheus-client).
+//!
+//! Every counter on the request path is created up front and kept as a
+//! handle, so recording a request is a few atomic adds and one histogram
+//! observation; only skip reasons (a small, bounded set chosen by the
+//! mutation core) go through a family lookup.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::time::Duration;
+
+use crate::review::Outcome;
+
+/// The webhook entry a request came through (the `endpoint` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /mutate`.
+    Mutate,
+    /// `POST /mutate/namespace`.
+    MutateNamespace,
+    /// `POST /validate`.
+    Validate,
+}
+
+impl Route {
+    const ALL: [Route; 3] = [Route::Mutate, Route::MutateNamespace, Route::Validate];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Mutate => "mutate",
+            Route::MutateNamespace => "mutate_namespace",
+            Route::Validate => "validate",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a request ended (the `result` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The pod got the shim.
+    Injected,
+    /// The pod was targeted but skipped.
+    Skipped,
+    /// Not targeted, nothing changed.
+    Untouched,
+    /// `/validate` allowed the object.
+    Allowed,
+    /// `/validate` denied the object.
+    Denied,
+    /// The body was not an AdmissionReview (HTTP 400).
+    Malformed,
+    /// The body was over the size limit (HTTP 413).
+    TooLarge,
+    /// The body did not arrive in time, or could not be read (HTTP 408/400).
+    ReadFailed,
+}
+
+impl Status {
+    const ALL: [Status; 8] = [
+        Status::Injected,
+        Status::Skipped,
+        Status::Untouched,
+        Status::Allowed,
+        Status::Denied,
+        Status::Malformed,
+        Status::TooLarge,
+        Status::ReadFailed,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Injected => "injected",
+            Status::Skipped => "skipped",
+            Status::Untouched => "untouched",
+            Status::Allowed => "allowed",
+            Status::Denied => "denied",
+            Status::Malformed => "malformed",
+            Status::TooLarge => "too_large",
+            Status::ReadFailed => "read_failed",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The status of a review the core answered.
+    pub fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Injected => Status::Injected,
+            Outcome::Skipped(_) => Status::Skipped,
+            Outcome::Untouched => Status::Untouched,
+            Outcome::Allowed => Status::Allowed,
+            Outcome::Denied => Status::Denied,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+type HistogramFamily = Family<EndpointLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 25 µs .. ~0.8 s, doubling.
+    Histogram::new(exponential_buckets(0.000_025, 2.0, 16))
+}
+
+/// The registry and the handles the request path updates.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: [[Counter; Status::ALL.len()]; Route::ALL.len()],
+    durations: [Histogram; Route::ALL.len()],
+    injections: Counter,
+    skips: Family<ReasonLabels, Counter>,
+    denials: Counter,
+    reloads_ok: Counter,
+    reloads_failed: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every series of the request path present at 0.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("forcebacklog");
+
+        let requests_family = Family::<RequestLabels, Counter>::default();
+        let requests = Route::ALL.map(|route| {
+            Status::ALL.map(|status| {
+                requests_family.get_or_create_owned(&RequestLabels {
+                    endpoint: route.label(),
+                    result: status.label(),
+                })
+            })
+        });
+        registry.register(
+            "admission_requests",
+            "Admission requests by webhook endpoint and result",
+            requests_family,
+        );
+
+        let durations_family: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let durations = Route::ALL.map(|route| {
+            durations_family.get_or_create_owned(&EndpointLabels {
+                endpoint: route.label(),
+            })
+        });
+        registry.register_with_unit(
+            "admission_duration",
+            "Time from request headers to response, by webhook endpoint",
+            Unit::Seconds,
+            durations_family,
+        );
+
+        let injections = Counter::default();
+        registry.register("injections", "Pods that got the shim", injections.clone());
+        let skips = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "skips",
+            "Targeted pods admitted unchanged, by reason",
+            skips.clone(),
+        );
+        let denials = Counter::default();
+        registry.register("denials", "Objects /validate rejected", denials.clone());
+
+        let reloads = Family::<ResultLabels, Counter>::default();
+        let reloads_ok = reloads.get_or_create_owned(&ResultLabels { result: "success" });
+        let reloads_failed = reloads.get_or_create_owned(&ResultLabels { result: "error" });
+        registry.register(
+            "tls_reloads",
+            "Certificate reload attempts after the files changed",
+            reloads,
+        );
+
+        Self {
+            registry,
+            requests,
+            durations,
+            injections,
+            skips,
+            denials,
+            reloads_ok,
+            reloads_failed,
+        }
+    }
+
+    /// Records one finished webhook request.
+    pub fn request(&self, route: Route, status: Status, elapsed: Duration) {
+        self.requests[route.index()][status.index()].inc();
+        self.durations[route.index()].observe(elapsed.as_secs_f64());
+    }
+
+    /// Records what the core decided (beyond the request counter).
+    pub fn outcome(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Injected => {
+                self.injections.inc();
+            }
+            Outcome::Skipped(reason) => {
+                self.skips.get_or_create(&ReasonLabels { reason }).inc();
+            }
+            Outcome::Denied => {
+                self.denials.inc();
+            }
+            Outcome::Untouched | Outcome::Allowed => {}
+        }
+    }
+
+    /// Records a certificate reload attempt.
+    pub fn tls_reload(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.inc();
+        } else {
+            self.reloads_failed.inc();
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(8 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_names_every_series_with_its_labels() {
+        let metrics = Metrics::new();
+        metrics.request(Route::Mutate, Status::Injected, Duration::from_micros(80));
+        metrics.outcome(&Outcome::Injected);
+        metrics.outcome(&Outcome::Skipped("invalid"));
+        metrics.outcome(&Outcome::Denied);
+        metrics.tls_reload(true);
+        let text = metrics.encode().expect("encode");
+        for line in [
+            r#"forcebacklog_admission_requests_total{endpoint="mutate",result="injected"} 1"#,
+            r#"forcebacklog_admission_requests_total{endpoint="validate",result="denied"} 0"#,
+            "forcebacklog_injections_total 1",
+            r#"forcebacklog_skips_total{reason="invalid"} 1"#,
+            "forcebacklog_denials_total 1",
+            r#"forcebacklog_tls_reloads_total{result="success"} 1"#,
+            r#"forcebacklog_tls_reloads_total{result="error"} 0"#,
+            r#"forcebacklog_admission_duration_seconds_count{endpoint="mutate"} 1"#,
+            r#"forcebacklog_admission_duration_seconds_bucket{le="0.0001",endpoint="mutate"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
