@@ -1,5 +1,719 @@
-//! annotations (to be written).
+//! The annotation contract: a pod's `forcebacklog/*` annotations (and the
+//! opt-in that applies to it) → typed [`Settings`], or an
+//! [`AnnotationError`] that names the key, the value and the allowed range.
+//!
+//! | key | values | default |
+//! | --- | --- | --- |
+//! | `forcebacklog/value` | decimal integer in 1..=65535 | the configured default backlog |
+//! | `forcebacklog/inject` | `true`/`enabled` (opt in), `false`/`disabled` (opt out) | – |
+//! | `forcebacklog/containers` | comma list of container names | every app container |
+//! | `forcebacklog/mode` | `raise` or `set` | the shim's default (`raise`) |
+//! | `forcebacklog/ports` | comma list of ports in 1..=65535 | every port |
+//! | `forcebacklog/status` | written by forcebacklog: `injected` or `skipped: <reason>` | – |
+//!
+//! Only keys under `forcebacklog/` are kept when annotations are read; the
+//! values of every other annotation are skipped without being copied.
 
-/// Typed settings read from a pod's annotations.
-#[derive(Debug, Clone, Default)]
-pub struct Settings;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+/// The prefix of every annotation this project reads or writes.
+pub const PREFIX: &str = "forcebacklog/";
+/// Inject with this backlog.
+pub const VALUE: &str = "forcebacklog/value";
+/// `false`/`disabled` opts a pod out; `true`/`enabled` opts it in.
+pub const INJECT: &str = "forcebacklog/inject";
+/// Only these containers (regular containers or native sidecars).
+pub const CONTAINERS: &str = "forcebacklog/containers";
+/// `FORCEBACKLOG_MODE` of the shim.
+pub const MODE: &str = "forcebacklog/mode";
+/// `FORCEBACKLOG_PORTS` of the shim.
+pub const PORTS: &str = "forcebacklog/ports";
+/// Written by forcebacklog: `injected` or `skipped: <reason>`.
+pub const STATUS: &str = "forcebacklog/status";
+/// The status of a pod that got the shim.
+pub const STATUS_INJECTED: &str = "injected";
+/// The highest backlog the kernel accepts without a pod sysctl on kernels ≥ 5.4.
+pub const DEFAULT_SOMAXCONN: u16 = 4096;
+
+/// The value of one of our annotations, as found in the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raw<'a> {
+    /// A string, as Kubernetes requires.
+    Str(Cow<'a, str>),
+    /// Anything else (a YAML number, a boolean, null…), described for messages.
+    NotString(String),
+}
+
+impl Raw<'_> {
+    /// The string, or the error saying that `key` must be a string.
+    fn as_str(&self, key: &'static str) -> Result<&str, AnnotationError> {
+        match self {
+            Raw::Str(s) => Ok(s),
+            Raw::NotString(found) => Err(AnnotationError::NotAString {
+                key,
+                found: found.clone(),
+            }),
+        }
+    }
+}
+
+/// The `forcebacklog/*` annotations of one object (other keys are skipped).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations<'a> {
+    /// `forcebacklog/value`.
+    pub value: Option<Raw<'a>>,
+    /// `forcebacklog/inject`.
+    pub inject: Option<Raw<'a>>,
+    /// `forcebacklog/containers`.
+    pub containers: Option<Raw<'a>>,
+    /// `forcebacklog/mode`.
+    pub mode: Option<Raw<'a>>,
+    /// `forcebacklog/ports`.
+    pub ports: Option<Raw<'a>>,
+    /// `forcebacklog/status`.
+    pub status: Option<Raw<'a>>,
+    /// Keys under `forcebacklog/` that mean nothing (typos such as `forcebacklog/backlog`).
+    pub unknown: Vec<String>,
+}
+
+impl<'a> Annotations<'a> {
+    /// Records one annotation; keys outside `forcebacklog/` are ignored.
+    pub fn insert(&mut self, key: &str, value: Raw<'a>) {
+        let slot = match key {
+            VALUE => &mut self.value,
+            INJECT => &mut self.inject,
+            CONTAINERS => &mut self.containers,
+            MODE => &mut self.mode,
+            PORTS => &mut self.ports,
+            STATUS => &mut self.status,
+            other => {
+                if other.starts_with(PREFIX) && !self.unknown.iter().any(|k| k == other) {
+                    self.unknown.push(other.to_owned());
+                }
+                return;
+            }
+        };
+        *slot = Some(value);
+    }
+
+    /// True when any key a user writes (all but `forcebacklog/status`) is present.
+    pub fn any_user_key(&self) -> bool {
+        self.value.is_some()
+            || self.inject.is_some()
+            || self.containers.is_some()
+            || self.mode.is_some()
+            || self.ports.is_some()
+    }
+
+    /// The `forcebacklog/status` value when it is a string.
+    pub fn status_str(&self) -> Option<&str> {
+        match &self.status {
+            Some(Raw::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Warnings for keys under `forcebacklog/` that mean nothing.
+    pub fn unknown_key_warnings(&self) -> impl Iterator<Item = String> + '_ {
+        self.unknown.iter().map(|key| {
+            format!(
+                "forcebacklog: unknown annotation {key} ignored (known: value, inject, containers, mode, ports)"
+            )
+        })
+    }
+}
+
+/// What applies to a pod besides its annotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Defaults {
+    /// The backlog when `forcebacklog/value` is absent.
+    pub backlog: u16,
+    /// The pod is targeted without any annotation: its namespace carries
+    /// `forcebacklog/inject: enabled`, or `inject --backlog N` was given.
+    pub implicit: bool,
+}
+
+/// The shim's `FORCEBACKLOG_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The backlog becomes max(app's value, BACKLOG).
+    Raise,
+    /// The backlog becomes exactly BACKLOG.
+    Set,
+}
+
+impl Mode {
+    /// The env value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Raise => "raise",
+            Mode::Set => "set",
+        }
+    }
+}
+
+/// Which containers get the shim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Containers {
+    /// Every regular container (native sidecars are left alone).
+    AppContainers,
+    /// Exactly these (regular containers or native sidecars), in annotation order.
+    Named(Vec<String>),
+}
+
+/// What a targeted pod gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `BACKLOG`.
+    pub backlog: u16,
+    /// `FORCEBACKLOG_MODE`, only when annotated.
+    pub mode: Option<Mode>,
+    /// `FORCEBACKLOG_PORTS`, only when annotated (normalised: `80,8080`).
+    pub ports: Option<String>,
+    /// The containers to inject.
+    pub containers: Containers,
+}
+
+/// Whether and how a pod is targeted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targeting {
+    /// No annotation asks for the shim and no opt-in applies.
+    NotTargeted,
+    /// `forcebacklog/inject: "false"` (wins over every opt-in).
+    OptedOut,
+    /// The pod gets the shim with these settings.
+    Targeted(Settings),
+}
+
+/// An annotation value that breaks the contract. The message names the key,
+/// the value and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationError {
+    /// `forcebacklog/value` is not a decimal integer in 1..=65535.
+    #[error("forcebacklog/value: {0:?} is not a backlog: expected a decimal integer in 1..=65535")]
+    Backlog(String),
+    /// `forcebacklog/inject` is none of the known switches.
+    #[error(
+        "forcebacklog/inject: {0:?} is not an inject switch: expected \"true\", \"enabled\", \"false\" or \"disabled\""
+    )]
+    Inject(String),
+    /// `forcebacklog/mode` is neither `raise` nor `set`.
+    #[error("forcebacklog/mode: {0:?} is not a mode: expected \"raise\" or \"set\"")]
+    Mode(String),
+    /// `forcebacklog/ports` is not a comma list of ports.
+    #[error(
+        "forcebacklog/ports: {value:?} is not a port list ({bad:?} is not a port): expected a comma-separated list of ports in 1..=65535"
+    )]
+    Ports {
+        /// The annotation value.
+        value: String,
+        /// The first element that is not a port.
+        bad: String,
+    },
+    /// `forcebacklog/containers` is empty or has an empty element.
+    #[error(
+        "forcebacklog/containers: {0:?} is not a container list: expected a comma-separated list of container names"
+    )]
+    ContainerList(String),
+    /// `forcebacklog/containers` names containers the pod does not have.
+    #[error(
+        "forcebacklog/containers: {value:?} names {unknown} which {verb} not an app container or native sidecar of this pod: expected names among [{known}]",
+        unknown = quoted_list(.unknown),
+        verb = if .unknown.len() == 1 { "is" } else { "are" },
+        known = .known.join(", ")
+    )]
+    UnknownContainers {
+        /// The annotation value.
+        value: String,
+        /// The names that match no container.
+        unknown: Vec<String>,
+        /// The names that may be used.
+        known: Vec<String>,
+    },
+    /// An annotation value that is not a string (an unquoted YAML number…).
+    #[error("{key}: {found} is not a string: annotation values must be quoted strings")]
+    NotAString {
+        /// The annotation key.
+        key: &'static str,
+        /// What was found instead.
+        found: String,
+    },
+}
+
+fn quoted_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl AnnotationError {
+    /// The annotation key the error is about.
+    pub fn key(&self) -> &'static str {
+        match self {
+            AnnotationError::Backlog(_) => VALUE,
+            AnnotationError::Inject(_) => INJECT,
+            AnnotationError::Mode(_) => MODE,
+            AnnotationError::Ports { .. } => PORTS,
+            AnnotationError::ContainerList(_) | AnnotationError::UnknownContainers { .. } => {
+                CONTAINERS
+            }
+            AnnotationError::NotAString { key, .. } => key,
+        }
+    }
+}
+
+/// Parses a backlog: a decimal integer in 1..=65535 (the shim's own rule).
+pub fn parse_backlog(s: &str) -> Result<u16, AnnotationError> {
+    parse_u16_nonzero(s).ok_or_else(|| AnnotationError::Backlog(s.to_owned()))
+}
+
+fn parse_u16_nonzero(s: &str) -> Option<u16> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u16>().ok().filter(|&n| n != 0)
+}
+
+/// The inject switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Switch {
+    On,
+    Off,
+}
+
+fn parse_switch(s: &str) -> Result<Switch, AnnotationError> {
+    match s {
+        "true" | "enabled" => Ok(Switch::On),
+        "false" | "disabled" => Ok(Switch::Off),
+        other => Err(AnnotationError::Inject(other.to_owned())),
+    }
+}
+
+fn parse_mode(s: &str) -> Result<Mode, AnnotationError> {
+    match s {
+        "raise" => Ok(Mode::Raise),
+        "set" => Ok(Mode::Set),
+        other => Err(AnnotationError::Mode(other.to_owned())),
+    }
+}
+
+/// Parses `80, 8080` into its normalised form `80,8080`.
+fn parse_ports(s: &str) -> Result<String, AnnotationError> {
+    let mut out = String::with_capacity(s.len());
+    for item in s.split(',') {
+        let item = item.trim();
+        let Some(port) = parse_u16_nonzero(item) else {
+            return Err(AnnotationError::Ports {
+                value: s.to_owned(),
+                bad: item.to_owned(),
+            });
+        };
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&port.to_string());
+    }
+    Ok(out)
+}
+
+fn parse_containers(s: &str) -> Result<Vec<String>, AnnotationError> {
+    let mut names: Vec<String> = Vec::new();
+    for item in s.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(AnnotationError::ContainerList(s.to_owned()));
+        }
+        if !names.iter().any(|n| n == item) {
+            names.push(item.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+/// Checks the syntax of every annotation a user writes, whether or not the
+/// pod is targeted (`/validate`). Container names are checked against the
+/// pod by [`crate::plan`].
+pub fn check(a: &Annotations<'_>) -> Result<(), AnnotationError> {
+    if let Some(raw) = &a.inject {
+        parse_switch(raw.as_str(INJECT)?)?;
+    }
+    settings(a, 1).map(|_| ())
+}
+
+/// Decides whether the pod is targeted, and with which settings. An
+/// invalid value is an error only when the pod is targeted (by
+/// `forcebacklog/value`, `forcebacklog/inject` other than an opt-out, or
+/// the implicit opt-in).
+pub fn targeting(a: &Annotations<'_>, defaults: Defaults) -> Result<Targeting, AnnotationError> {
+    let switch = match &a.inject {
+        None => None,
+        Some(raw) => Some(parse_switch(raw.as_str(INJECT)?)?),
+    };
+    if switch == Some(Switch::Off) {
+        return Ok(Targeting::OptedOut);
+    }
+    let targeted = defaults.implicit || switch == Some(Switch::On) || a.value.is_some();
+    if !targeted {
+        return Ok(Targeting::NotTargeted);
+    }
+    settings(a, defaults.backlog).map(Targeting::Targeted)
+}
+
+fn settings(a: &Annotations<'_>, default_backlog: u16) -> Result<Settings, AnnotationError> {
+    let backlog = match &a.value {
+        None => default_backlog,
+        Some(raw) => parse_backlog(raw.as_str(VALUE)?)?,
+    };
+    let mode = match &a.mode {
+        None => None,
+        Some(raw) => Some(parse_mode(raw.as_str(MODE)?)?),
+    };
+    let ports = match &a.ports {
+        None => None,
+        Some(raw) => Some(parse_ports(raw.as_str(PORTS)?)?),
+    };
+    let containers = match &a.containers {
+        None => Containers::AppContainers,
+        Some(raw) => Containers::Named(parse_containers(raw.as_str(CONTAINERS)?)?),
+    };
+    Ok(Settings {
+        backlog,
+        mode,
+        ports,
+        containers,
+    })
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RawVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for RawVisitor<'a> {
+            type Value = Raw<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an annotation value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Raw::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Raw::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Raw::Str(Cow::Owned(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Raw::NotString(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Raw::NotString(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Raw::NotString(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Raw::NotString(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Raw::NotString("null".to_owned()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Raw::NotString("null".to_owned()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Raw::NotString("a list".to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Raw::NotString("a map".to_owned()))
+            }
+        }
+        deserializer.deserialize_any(RawVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for MapVisitor<'a> {
+            type Value = Annotations<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Annotations::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Annotations::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key.starts_with(PREFIX) {
+                        let value = map.next_value::<Raw<'a>>()?;
+                        out.insert(&key, value);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_any(MapVisitor(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> Annotations<'static> {
+        let mut a = Annotations::default();
+        for (k, v) in pairs {
+            a.insert(k, Raw::Str(Cow::Owned((*v).to_owned())));
+        }
+        a
+    }
+
+    const NONE: Defaults = Defaults {
+        backlog: 4096,
+        implicit: false,
+    };
+    const NAMESPACE: Defaults = Defaults {
+        backlog: 4096,
+        implicit: true,
+    };
+
+    fn settings_of(t: Targeting) -> Settings {
+        match t {
+            Targeting::Targeted(s) => s,
+            other => panic!("expected Targeted, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_annotation_is_not_targeted_without_opt_in() {
+        assert_eq!(targeting(&ann(&[]), NONE), Ok(Targeting::NotTargeted));
+        // Only the status or unrelated keys: still not targeted.
+        assert_eq!(
+            targeting(&ann(&[(STATUS, "injected"), ("app", "x")]), NONE),
+            Ok(Targeting::NotTargeted)
+        );
+        // Mode alone does not opt in.
+        assert_eq!(
+            targeting(&ann(&[(MODE, "set")]), NONE),
+            Ok(Targeting::NotTargeted)
+        );
+    }
+
+    #[test]
+    fn value_targets_with_that_backlog() {
+        let s = settings_of(targeting(&ann(&[(VALUE, "234")]), NONE).unwrap());
+        assert_eq!(
+            s,
+            Settings {
+                backlog: 234,
+                mode: None,
+                ports: None,
+                containers: Containers::AppContainers
+            }
+        );
+        // The annotation wins over the namespace default.
+        let s = settings_of(targeting(&ann(&[(VALUE, "65535")]), NAMESPACE).unwrap());
+        assert_eq!(s.backlog, 65535);
+        let s = settings_of(targeting(&ann(&[(VALUE, "1")]), NONE).unwrap());
+        assert_eq!(s.backlog, 1);
+        let s = settings_of(targeting(&ann(&[(VALUE, "0234")]), NONE).unwrap());
+        assert_eq!(s.backlog, 234);
+    }
+
+    #[test]
+    fn namespace_opt_in_uses_the_default_backlog() {
+        let s = settings_of(targeting(&ann(&[]), NAMESPACE).unwrap());
+        assert_eq!(s.backlog, 4096);
+        let forced = Defaults {
+            backlog: 234,
+            implicit: true,
+        };
+        assert_eq!(
+            settings_of(targeting(&ann(&[]), forced).unwrap()).backlog,
+            234
+        );
+    }
+
+    #[test]
+    fn inject_true_or_enabled_opts_in_with_the_default() {
+        for v in ["true", "enabled"] {
+            let s = settings_of(targeting(&ann(&[(INJECT, v)]), NONE).unwrap());
+            assert_eq!(s.backlog, 4096, "{v}");
+        }
+    }
+
+    #[test]
+    fn inject_false_opts_out_and_wins() {
+        for v in ["false", "disabled"] {
+            assert_eq!(
+                targeting(&ann(&[(INJECT, v), (VALUE, "234")]), NAMESPACE),
+                Ok(Targeting::OptedOut),
+                "{v}"
+            );
+            // Even with an invalid value next to it: the pod asked to be left alone.
+            assert_eq!(
+                targeting(&ann(&[(INJECT, v), (VALUE, "abc")]), NONE),
+                Ok(Targeting::OptedOut)
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_backlogs_name_key_value_and_range() {
+        for bad in [
+            "abc",
+            "0",
+            "70000",
+            "-1",
+            "",
+            " 234",
+            "+5",
+            "1.5",
+            "99999999999999999999",
+        ] {
+            let err = targeting(&ann(&[(VALUE, bad)]), NONE).unwrap_err();
+            assert_eq!(err, AnnotationError::Backlog(bad.to_owned()));
+            assert_eq!(err.key(), VALUE);
+        }
+        let msg = AnnotationError::Backlog("70000".into()).to_string();
+        assert_eq!(
+            msg,
+            "forcebacklog/value: \"70000\" is not a backlog: expected a decimal integer in 1..=65535"
+        );
+    }
+
+    #[test]
+    fn invalid_values_matter_only_when_targeted_but_check_sees_them() {
+        let a = ann(&[(MODE, "fast")]);
+        assert_eq!(targeting(&a, NONE), Ok(Targeting::NotTargeted));
+        assert_eq!(check(&a), Err(AnnotationError::Mode("fast".into())));
+        assert_eq!(
+            targeting(&a, NAMESPACE),
+            Err(AnnotationError::Mode("fast".into()))
+        );
+    }
+
+    #[test]
+    fn inject_switch_validation() {
+        let err = targeting(&ann(&[(INJECT, "yes")]), NONE).unwrap_err();
+        assert_eq!(err, AnnotationError::Inject("yes".into()));
+        assert!(
+            err.to_string()
+                .contains("\"true\", \"enabled\", \"false\" or \"disabled\"")
+        );
+        assert!(check(&ann(&[(INJECT, "False")])).is_err());
+        assert!(check(&ann(&[(INJECT, "enabled")])).is_ok());
+    }
+
+    #[test]
+    fn mode_values() {
+        let s = settings_of(targeting(&ann(&[(VALUE, "9"), (MODE, "set")]), NONE).unwrap());
+        assert_eq!(s.mode, Some(Mode::Set));
+        let s = settings_of(targeting(&ann(&[(VALUE, "9"), (MODE, "raise")]), NONE).unwrap());
+        assert_eq!(s.mode, Some(Mode::Raise));
+        for bad in ["", "SET", "max", "raise "] {
+            assert_eq!(
+                targeting(&ann(&[(VALUE, "9"), (MODE, bad)]), NONE),
+                Err(AnnotationError::Mode(bad.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn ports_are_normalised_and_validated() {
+        let s = settings_of(
+            targeting(&ann(&[(VALUE, "9"), (PORTS, " 80, 8080 ,65535")]), NONE).unwrap(),
+        );
+        assert_eq!(s.ports.as_deref(), Some("80,8080,65535"));
+        for (bad, elem) in [
+            ("", ""),
+            ("80,", ""),
+            ("80,x", "x"),
+            ("0", "0"),
+            ("70000", "70000"),
+            ("80;90", "80;90"),
+            ("-1", "-1"),
+        ] {
+            let err = targeting(&ann(&[(VALUE, "9"), (PORTS, bad)]), NONE).unwrap_err();
+            assert_eq!(
+                err,
+                AnnotationError::Ports {
+                    value: bad.into(),
+                    bad: elem.into()
+                }
+            );
+            assert!(err.to_string().starts_with("forcebacklog/ports: "));
+            assert!(err.to_string().contains("1..=65535"));
+        }
+    }
+
+    #[test]
+    fn container_lists() {
+        let s = settings_of(
+            targeting(&ann(&[(VALUE, "9"), (CONTAINERS, "web, api,web")]), NONE).unwrap(),
+        );
+        assert_eq!(
+            s.containers,
+            Containers::Named(vec!["web".into(), "api".into()])
+        );
+        for bad in ["", " ", "web,,api", ",web"] {
+            assert_eq!(
+                targeting(&ann(&[(VALUE, "9"), (CONTAINERS, bad)]), NONE),
+                Err(AnnotationError::ContainerList(bad.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_container_message() {
+        let err = AnnotationError::UnknownContainers {
+            value: "web,foo".into(),
+            unknown: vec!["foo".into()],
+            known: vec!["web".into(), "api".into()],
+        };
+        assert_eq!(
+            err.to_string(),
+            "forcebacklog/containers: \"web,foo\" names \"foo\" which is not an app container or native sidecar of this pod: expected names among [web, api]"
+        );
+    }
+
+    #[test]
+    fn non_string_values_are_errors() {
+        let mut a = Annotations::default();
+        a.insert(VALUE, Raw::NotString("234".into()));
+        let err = targeting(&a, NONE).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "forcebacklog/value: 234 is not a string: annotation values must be quoted strings"
+        );
+    }
+
+    #[test]
+    fn deserialises_only_our_keys_and_borrows() {
+        let json = r#"{"a":"b","forcebacklog/value":"234","forcebacklog/mode":7,
+            "forcebacklog/backlog":"1","big":{"x":[1,2]},"forcebacklog/status":"injected"}"#;
+        let a: Annotations<'_> = serde_json::from_str(json).unwrap();
+        assert!(matches!(a.value, Some(Raw::Str(Cow::Borrowed("234")))));
+        assert_eq!(a.mode, Some(Raw::NotString("7".into())));
+        assert_eq!(a.status_str(), Some("injected"));
+        assert_eq!(a.unknown, vec!["forcebacklog/backlog".to_owned()]);
+        assert!(a.any_user_key());
+        let w: Vec<String> = a.unknown_key_warnings().collect();
+        assert!(w[0].contains("forcebacklog/backlog"), "{w:?}");
+        // Escaped strings are owned but equal.
+        let a: Annotations<'_> =
+            serde_json::from_str(r#"{"forcebacklog/value":"2\u0033"}"#).unwrap();
+        assert_eq!(a.value, Some(Raw::Str(Cow::Owned("23".into()))));
+        // null annotations map.
+        let a: Annotations<'_> = serde_json::from_str("null").unwrap();
+        assert_eq!(a, Annotations::default());
+    }
+}

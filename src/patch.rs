@@ -1,1 +1,647 @@
-//! patch (to be written).
+//! A [`Plan`] → RFC 6902 JSON Patch operations against the raw pod JSON.
+//!
+//! Only `add` operations are emitted: `add` creates a missing member,
+//! replaces an existing one, and inserts into arrays, which covers every
+//! change the plan makes. Paths are built from the shape the plan saw
+//! (missing `metadata`, `annotations`, `volumes`, `initContainers`, `env`,
+//! `volumeMounts` are created whole), so the patch applies to exactly the
+//! object it was planned for, and fields this code does not know are never
+//! touched.
+//!
+//! [`mutate`] is the one path every pod takes, in the webhook and in
+//! `forcebacklog inject`: annotations → plan → operations.
+
+use crate::annotations::{self, Defaults};
+use crate::config::InjectConfig;
+use crate::plan::{
+    self, Add, ContainerWork, EnvEdit, INIT_CONTAINER_NAME, List, MOUNT_PATH, Plan, PodView,
+    StatusAt, VOLUME_NAME, Verdict,
+};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+/// One RFC 6902 operation (always `add`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Op {
+    /// The operation: `add`.
+    pub op: &'static str,
+    /// The JSON Pointer (RFC 6901) of the target.
+    pub path: String,
+    /// The value to add.
+    pub value: Value,
+}
+
+impl Op {
+    fn add(path: String, value: Value) -> Self {
+        Op {
+            op: "add",
+            path,
+            value,
+        }
+    }
+}
+
+/// The outcome of the mutation core for one pod.
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    /// The decision.
+    pub verdict: Verdict,
+    /// The JSON Patch operations (empty: the pod stays as it is).
+    pub ops: Vec<Op>,
+    /// Admission warnings.
+    pub warnings: Vec<String>,
+}
+
+/// The one path of every pod: annotations → plan → operations.
+pub fn mutate(pod: &PodView<'_>, defaults: Defaults, config: &InjectConfig) -> Mutation {
+    let plan = plan::plan(pod, defaults);
+    let ops = operations(&plan, config);
+    Mutation {
+        verdict: plan.verdict,
+        ops,
+        warnings: plan.warnings,
+    }
+}
+
+/// Escapes one JSON Pointer reference token (`~` → `~0`, `/` → `~1`).
+pub fn escape(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+/// Renders a plan as operations, in an order where every path is valid
+/// when its operation runs: status, volume, containers (original
+/// indices), and last the init container inserted at index 0.
+pub fn operations(plan: &Plan, config: &InjectConfig) -> Vec<Op> {
+    let work = &plan.work;
+    let mut ops = Vec::with_capacity(3 + work.containers.len() * 4);
+    if let Some(status) = &plan.status {
+        let value = Value::String(status.value.clone());
+        ops.push(match status.at {
+            StatusAt::NoMetadata => Op::add(
+                "/metadata".to_owned(),
+                json!({ "annotations": { annotations::STATUS: value } }),
+            ),
+            StatusAt::NoAnnotations => Op::add(
+                "/metadata/annotations".to_owned(),
+                json!({ annotations::STATUS: value }),
+            ),
+            StatusAt::Annotations => Op::add(
+                format!("/metadata/annotations/{}", escape(annotations::STATUS)),
+                value,
+            ),
+        });
+    }
+    push_add(&mut ops, work.volume, "/spec/volumes", "-", || {
+        volume(config)
+    });
+    for container in &work.containers {
+        container_ops(&mut ops, container);
+    }
+    push_add(
+        &mut ops,
+        work.init_container,
+        "/spec/initContainers",
+        "0",
+        || init_container(config),
+    );
+    ops
+}
+
+/// Adds `element` to the array at `array`: at `position` when it exists,
+/// as a new one-element array when it does not.
+fn push_add(
+    ops: &mut Vec<Op>,
+    add: Add,
+    array: &str,
+    position: &str,
+    element: impl FnOnce() -> Value,
+) {
+    match add {
+        Add::Nothing => {}
+        Add::Into => ops.push(Op::add(format!("{array}/{position}"), element())),
+        Add::Create => ops.push(Op::add(array.to_owned(), Value::Array(vec![element()]))),
+    }
+}
+
+fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork) {
+    let list = match c.list {
+        List::Containers => "containers",
+        List::InitContainers => "initContainers",
+    };
+    let base = format!("/spec/{list}/{}", c.index);
+    push_add(
+        ops,
+        c.mount,
+        &format!("{base}/volumeMounts"),
+        "-",
+        || json!({ "name": VOLUME_NAME, "mountPath": MOUNT_PATH, "readOnly": true }),
+    );
+    let mut new_vars = Vec::new();
+    for edit in &c.env {
+        match edit {
+            EnvEdit::Add { name, value } => new_vars.push(json!({ "name": name, "value": value })),
+            EnvEdit::SetValue { index, value } => ops.push(Op::add(
+                format!("{base}/env/{index}/value"),
+                Value::String(value.clone()),
+            )),
+        }
+    }
+    if new_vars.is_empty() {
+        return;
+    }
+    if c.env_present {
+        for var in new_vars {
+            ops.push(Op::add(format!("{base}/env/-"), var));
+        }
+    } else {
+        ops.push(Op::add(format!("{base}/env"), Value::Array(new_vars)));
+    }
+}
+
+/// The emptyDir volume that holds the shim.
+fn volume(config: &InjectConfig) -> Value {
+    json!({ "name": VOLUME_NAME, "emptyDir": { "sizeLimit": config.volume_size_limit } })
+}
+
+/// The install-shim init container: Pod Security "restricted", requests = limits.
+fn init_container(config: &InjectConfig) -> Value {
+    let resources = json!({
+        "cpu": config.init_resources.cpu,
+        "memory": config.init_resources.memory,
+    });
+    let mut c = Map::new();
+    c.insert("name".into(), INIT_CONTAINER_NAME.into());
+    c.insert("image".into(), config.image.clone().into());
+    if let Some(policy) = &config.image_pull_policy {
+        c.insert("imagePullPolicy".into(), policy.clone().into());
+    }
+    c.insert(
+        "command".into(),
+        json!(["/forcebacklog", "install-shim", MOUNT_PATH]),
+    );
+    c.insert(
+        "resources".into(),
+        json!({ "requests": resources, "limits": resources }),
+    );
+    c.insert(
+        "securityContext".into(),
+        json!({
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": { "drop": ["ALL"] },
+            "seccompProfile": { "type": "RuntimeDefault" },
+        }),
+    );
+    c.insert(
+        "volumeMounts".into(),
+        json!([{ "name": VOLUME_NAME, "mountPath": MOUNT_PATH }]),
+    );
+    c.insert(
+        "terminationMessagePolicy".into(),
+        "FallbackToLogsOnError".into(),
+    );
+    Value::Object(c)
+}
+
+/// Why operations could not be applied to a document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The operation is not `add` (the only kind this module emits).
+    #[error("unsupported JSON Patch operation {op:?} at {path}")]
+    Unsupported {
+        /// The operation.
+        op: String,
+        /// Its path.
+        path: String,
+    },
+    /// The path does not lead to an existing parent, or the index is out of range.
+    #[error("JSON Patch path {0} does not exist in the document")]
+    NoSuchPath(String),
+}
+
+/// Applies `add` operations to a document (RFC 6902 semantics), as
+/// `inject` does with the operations [`mutate`] returns.
+pub fn apply(doc: &mut Value, ops: &[Op]) -> Result<(), ApplyError> {
+    for op in ops {
+        if op.op != "add" {
+            return Err(ApplyError::Unsupported {
+                op: op.op.to_owned(),
+                path: op.path.clone(),
+            });
+        }
+        add(doc, &op.path, op.value.clone())?;
+    }
+    Ok(())
+}
+
+fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), ApplyError> {
+    let missing = || ApplyError::NoSuchPath(path.to_owned());
+    if path.is_empty() {
+        *doc = value;
+        return Ok(());
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(missing());
+    };
+    let mut tokens: Vec<String> = rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let last = tokens.pop().ok_or_else(missing)?;
+    let mut parent = doc;
+    for token in &tokens {
+        parent = match parent {
+            Value::Object(map) => map.get_mut(token.as_str()).ok_or_else(missing)?,
+            Value::Array(items) => {
+                let i = array_index(token, items.len()).ok_or_else(missing)?;
+                items.get_mut(i).ok_or_else(missing)?
+            }
+            _ => return Err(missing()),
+        };
+    }
+    match parent {
+        Value::Object(map) => {
+            map.insert(last, value);
+            Ok(())
+        }
+        Value::Array(items) if last == "-" => {
+            items.push(value);
+            Ok(())
+        }
+        Value::Array(items) => {
+            let i = array_index(&last, items.len() + 1).ok_or_else(missing)?;
+            items.insert(i, value);
+            Ok(())
+        }
+        _ => Err(missing()),
+    }
+}
+
+/// An RFC 6901 array index below `bound` (no leading zeros, no sign).
+fn array_index(token: &str, bound: usize) -> Option<usize> {
+    if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    if !token.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    token.parse().ok().filter(|&i| i < bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde::Deserialize;
+
+    const ANNOTATED: Defaults = Defaults {
+        backlog: 4096,
+        implicit: false,
+    };
+
+    /// Runs the core on `pod`, applies the patch with the json-patch crate
+    /// AND with [`apply`] (both must agree), checks the result is a valid
+    /// k8s-openapi Pod and that a second run changes nothing.
+    fn run(pod: &Value, defaults: Defaults) -> (Mutation, Value) {
+        let config = InjectConfig::default();
+        let text = pod.to_string();
+        let view: PodView<'_> = serde_json::from_str(&text).expect("view");
+        let m = mutate(&view, defaults, &config);
+        let wire = serde_json::to_value(&m.ops).expect("ops serialise");
+        let patch: json_patch::Patch = serde_json::from_value(wire).expect("a JSON Patch");
+        let mut by_crate = pod.clone();
+        json_patch::patch(&mut by_crate, &patch).expect("patch applies");
+        let mut by_us = pod.clone();
+        apply(&mut by_us, &m.ops).expect("our applier");
+        assert_eq!(by_crate, by_us, "json-patch and apply() agree");
+        let _: Pod = serde_json::from_value(by_crate.clone()).expect("result is a Pod");
+        // Idempotent: the mutated pod yields no operations.
+        let text = by_crate.to_string();
+        let view: PodView<'_> = serde_json::from_str(&text).expect("view");
+        let again = mutate(&view, defaults, &config);
+        assert!(again.ops.is_empty(), "second run: {:?}", again.ops);
+        (m, by_crate)
+    }
+
+    fn env_of(pod: &Value, list: &str, i: usize) -> Vec<(String, String)> {
+        pod["spec"][list][i]["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["name"].as_str().unwrap_or_default().to_owned(),
+                            e["value"].as_str().unwrap_or("<valueFrom>").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn escape_tokens() {
+        assert_eq!(escape("forcebacklog/status"), "forcebacklog~1status");
+        assert_eq!(escape("a~b/c"), "a~0b~1c");
+    }
+
+    #[test]
+    fn minimal_pod_every_shape_missing() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "annotations": {"forcebacklog/value": "234"}},
+            "spec": {"containers": [{"name": "web", "image": "python:3.12-slim"}]}});
+        let (m, out) = run(&pod, ANNOTATED);
+        assert_eq!(m.verdict, Verdict::Inject);
+        let paths: Vec<&str> = m.ops.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/metadata/annotations/forcebacklog~1status",
+                "/spec/volumes",
+                "/spec/containers/0/volumeMounts",
+                "/spec/containers/0/env",
+                "/spec/initContainers",
+            ]
+        );
+        assert_eq!(
+            out["metadata"]["annotations"]["forcebacklog/status"],
+            "injected"
+        );
+        assert_eq!(
+            out["spec"]["volumes"],
+            json!([{"name": "forcebacklog-shim", "emptyDir": {"sizeLimit": "1Mi"}}])
+        );
+        assert_eq!(
+            out["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": "forcebacklog-shim", "mountPath": "/opt/forcebacklog", "readOnly": true}])
+        );
+        assert_eq!(
+            env_of(&out, "containers", 0),
+            [
+                ("BACKLOG".into(), "234".into()),
+                (
+                    "LD_PRELOAD".into(),
+                    "/opt/forcebacklog/libforcebacklog.so".into()
+                )
+            ]
+        );
+        let init = &out["spec"]["initContainers"][0];
+        assert_eq!(
+            init,
+            &json!({
+                "name": "forcebacklog-install",
+                "image": crate::config::DEFAULT_IMAGE,
+                "command": ["/forcebacklog", "install-shim", "/opt/forcebacklog"],
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
+                              "limits": {"cpu": "10m", "memory": "16Mi"}},
+                "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+                    "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+                "volumeMounts": [{"name": "forcebacklog-shim", "mountPath": "/opt/forcebacklog"}],
+                "terminationMessagePolicy": "FallbackToLogsOnError"
+            })
+        );
+        // The image field is the only other thing in the container, untouched.
+        assert_eq!(out["spec"]["containers"][0]["image"], "python:3.12-slim");
+    }
+
+    #[test]
+    fn missing_metadata_and_annotations_are_created() {
+        let ns = Defaults {
+            backlog: 300,
+            implicit: true,
+        };
+        let (m, out) = run(&json!({"spec": {"containers": [{"name": "a"}]}}), ns);
+        assert_eq!(m.ops[0].path, "/metadata");
+        assert_eq!(
+            out["metadata"]["annotations"]["forcebacklog/status"],
+            "injected"
+        );
+        let (m, out) = run(
+            &json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "a"}]}}),
+            ns,
+        );
+        assert_eq!(m.ops[0].path, "/metadata/annotations");
+        assert_eq!(out["metadata"]["name"], "x");
+        let (_, out) = run(
+            &json!({"metadata": {"name": "x", "annotations": null}, "spec": {"containers": [{"name": "a"}], "volumes": null}}),
+            ns,
+        );
+        assert_eq!(
+            out["metadata"]["annotations"]["forcebacklog/status"],
+            "injected"
+        );
+        assert_eq!(out["spec"]["volumes"][0]["name"], "forcebacklog-shim");
+    }
+
+    #[test]
+    fn existing_arrays_are_appended_and_init_container_goes_first() {
+        let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "512", "other": "x"}},
+        "spec": {
+            "volumes": [{"name": "data", "emptyDir": {}}],
+            "initContainers": [{"name": "migrate", "image": "m"}],
+            "containers": [
+                {"name": "web", "image": "w", "env": [{"name": "A", "value": "1"}],
+                 "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+                {"name": "worker", "image": "k"}
+            ]}});
+        let (m, out) = run(&pod, ANNOTATED);
+        assert!(m.ops.iter().any(|o| o.path == "/spec/initContainers/0"));
+        assert!(m.ops.iter().any(|o| o.path == "/spec/volumes/-"));
+        assert!(m.ops.iter().any(|o| o.path == "/spec/containers/0/env/-"));
+        let init: Vec<&str> = out["spec"]["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(init, ["forcebacklog-install", "migrate"]);
+        let vols: Vec<&str> = out["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(vols, ["data", "forcebacklog-shim"]);
+        assert_eq!(
+            env_of(&out, "containers", 0),
+            [
+                ("A".into(), "1".into()),
+                ("BACKLOG".into(), "512".into()),
+                (
+                    "LD_PRELOAD".into(),
+                    "/opt/forcebacklog/libforcebacklog.so".into()
+                )
+            ]
+        );
+        assert_eq!(
+            out["spec"]["containers"][0]["volumeMounts"][0]["name"],
+            "data"
+        );
+        assert_eq!(
+            out["spec"]["containers"][1]["volumeMounts"][0]["readOnly"],
+            true
+        );
+        assert_eq!(out["metadata"]["annotations"]["other"], "x");
+    }
+
+    #[test]
+    fn native_sidecar_indices_are_taken_before_the_insert() {
+        let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "512",
+                                                      "forcebacklog/containers": "proxy"}},
+            "spec": {
+                "initContainers": [{"name": "setup"}, {"name": "proxy", "restartPolicy": "Always"}],
+                "containers": [{"name": "web"}]}});
+        let (_, out) = run(&pod, ANNOTATED);
+        let init = out["spec"]["initContainers"].as_array().unwrap();
+        assert_eq!(init[0]["name"], "forcebacklog-install");
+        assert_eq!(init[1]["name"], "setup");
+        assert!(init[1].get("env").is_none());
+        assert_eq!(init[2]["name"], "proxy");
+        assert_eq!(
+            env_of(&out, "initContainers", 2)[0],
+            ("BACKLOG".into(), "512".into())
+        );
+        assert!(out["spec"]["containers"][0].get("env").is_none());
+    }
+
+    #[test]
+    fn ld_preload_merge_is_written_and_kept() {
+        let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "512"}},
+        "spec": {"containers": [
+            {"name": "a", "env": [{"name": "LD_PRELOAD", "value": "/lib/x.so /lib/y.so"}]},
+            {"name": "b", "env": [{"name": "LD_PRELOAD"}]},
+            {"name": "c", "env": [{"name": "LD_PRELOAD", "value": "/opt/forcebacklog/libforcebacklog.so:/lib/z.so"}]}
+        ]}});
+        let (_, out) = run(&pod, ANNOTATED);
+        let shim = "/opt/forcebacklog/libforcebacklog.so";
+        assert_eq!(
+            env_of(&out, "containers", 0),
+            [
+                ("LD_PRELOAD".into(), format!("/lib/x.so /lib/y.so {shim}")),
+                ("BACKLOG".into(), "512".into())
+            ]
+        );
+        assert_eq!(
+            env_of(&out, "containers", 1)[0],
+            ("LD_PRELOAD".into(), shim.into())
+        );
+        assert_eq!(
+            env_of(&out, "containers", 2)[0],
+            ("LD_PRELOAD".into(), format!("{shim}:/lib/z.so"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_survive() {
+        let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "512"},
+                                      "x-vendor": {"keep": [1, 2, 3]}},
+            "spec": {"futureField": {"a": true},
+                     "containers": [{"name": "a", "resizePolicy2": [{"z": 1}],
+                                     "env": [{"name": "K", "value": "v", "newEnvField": 7}]}]},
+            "status": {"phase": "Pending"}});
+        let (_, out) = run(&pod, ANNOTATED);
+        assert_eq!(out["metadata"]["x-vendor"], json!({"keep": [1, 2, 3]}));
+        assert_eq!(out["spec"]["futureField"], json!({"a": true}));
+        assert_eq!(
+            out["spec"]["containers"][0]["resizePolicy2"],
+            json!([{"z": 1}])
+        );
+        assert_eq!(out["spec"]["containers"][0]["env"][0]["newEnvField"], 7);
+        assert_eq!(out["status"], json!({"phase": "Pending"}));
+    }
+
+    #[test]
+    fn image_pull_policy_and_resources_come_from_config() {
+        let config = InjectConfig {
+            image: "registry.local/fb:1".into(),
+            image_pull_policy: Some("IfNotPresent".into()),
+            init_resources: crate::config::InitResources {
+                cpu: "20m".into(),
+                memory: "32Mi".into(),
+            },
+            volume_size_limit: "2Mi".into(),
+            ..InjectConfig::default()
+        };
+        let init = init_container(&config);
+        assert_eq!(init["image"], "registry.local/fb:1");
+        assert_eq!(init["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(
+            init["resources"]["limits"],
+            json!({"cpu": "20m", "memory": "32Mi"})
+        );
+        assert_eq!(volume(&config)["emptyDir"]["sizeLimit"], "2Mi");
+        let _: k8s_openapi::api::core::v1::Container =
+            serde_json::from_value(init).expect("a Container");
+    }
+
+    #[test]
+    fn invalid_values_leave_the_pod_unchanged_but_the_status() {
+        for bad in ["abc", "0", "70000", "-1", ""] {
+            let pod = json!({"metadata": {"annotations": {"forcebacklog/value": bad}},
+                             "spec": {"containers": [{"name": "a"}]}});
+            let (m, out) = run(&pod, ANNOTATED);
+            assert_eq!(m.ops.len(), 1, "{bad}: {:?}", m.ops);
+            let mut expected = pod.clone();
+            expected["metadata"]["annotations"]["forcebacklog/status"] = json!(format!(
+                "skipped: forcebacklog/value: {bad:?} is not a backlog: expected a decimal integer in 1..=65535"
+            ));
+            assert_eq!(out, expected);
+            assert_eq!(m.warnings.len(), 1);
+        }
+        for (key, bad) in [
+            ("forcebacklog/containers", "ghost"),
+            ("forcebacklog/mode", "fast"),
+            ("forcebacklog/ports", "80,http"),
+            ("forcebacklog/containers", ""),
+        ] {
+            let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "9", key: bad}},
+                             "spec": {"containers": [{"name": "a"}]}});
+            let (m, out) = run(&pod, ANNOTATED);
+            assert!(matches!(
+                m.verdict,
+                Verdict::Skip(plan::SkipReason::Invalid(_))
+            ));
+            let status = out["metadata"]["annotations"]["forcebacklog/status"]
+                .as_str()
+                .unwrap();
+            assert!(status.starts_with(&format!("skipped: {key}: ")), "{status}");
+            assert!(out["spec"]["containers"][0].get("env").is_none());
+            assert!(out["spec"].get("initContainers").is_none());
+        }
+    }
+
+    #[test]
+    fn apply_rejects_bad_paths() {
+        let mut doc = json!({"a": [1]});
+        let op = |p: &str| Op::add(p.into(), json!(0));
+        assert!(apply(&mut doc, &[op("/b/c")]).is_err());
+        assert!(apply(&mut doc, &[op("/a/5")]).is_err());
+        assert!(apply(&mut doc, &[op("/a/01")]).is_err());
+        assert!(apply(&mut doc, &[op("a")]).is_err());
+        assert!(apply(&mut doc, &[op("/a/1")]).is_ok());
+        assert_eq!(doc, json!({"a": [1, 0]}));
+        let mut bad = op("/x");
+        bad.op = "remove";
+        assert!(matches!(
+            apply(&mut doc, &[bad]),
+            Err(ApplyError::Unsupported { .. })
+        ));
+        assert!(apply(&mut doc, &[op("/k~1e~0y")]).is_ok());
+        assert_eq!(doc["k/e~y"], 0);
+    }
+
+    #[test]
+    fn view_from_value_matches_view_from_bytes() {
+        let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "77"}},
+                         "spec": {"containers": [{"name": "a", "env": [{"name": "X", "value": "é\"q"}]}]}});
+        let config = InjectConfig::default();
+        let from_value = mutate(&PodView::deserialize(&pod).unwrap(), ANNOTATED, &config);
+        let text = pod.to_string();
+        let from_bytes = mutate(&serde_json::from_str(&text).unwrap(), ANNOTATED, &config);
+        assert_eq!(from_value.ops, from_bytes.ops);
+    }
+}

@@ -1,1 +1,1165 @@
-//! plan (to be written).
+//! Pod JSON + opt-in → what to inject where, or a skip reason.
+//!
+//! Every injection rule lives here: which containers are selected, how an
+//! existing `LD_PRELOAD` or `BACKLOG` is treated, which pods are skipped and
+//! why, what counts as already injected. [`crate::patch`] only renders the
+//! resulting [`Plan`] as JSON Patch operations.
+//!
+//! The input is a [`PodView`]: the few fields of a Pod (or of a pod
+//! template's `{metadata, spec}`) the rules look at, borrowed from the raw
+//! JSON. It deserialises from request bytes (the webhook) or from a
+//! `serde_json::Value` (`inject`), and ignores every other field, so the
+//! rules never depend on fields they do not know.
+
+use crate::annotations::{
+    self, AnnotationError, Annotations, Containers, DEFAULT_SOMAXCONN, Defaults, Settings,
+    Targeting,
+};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use std::borrow::Cow;
+use std::fmt;
+
+/// The injected emptyDir volume.
+pub const VOLUME_NAME: &str = "forcebacklog-shim";
+/// Where the volume is mounted (read-only in app containers).
+pub const MOUNT_PATH: &str = "/opt/forcebacklog";
+/// The init container that copies the shim into the volume.
+pub const INIT_CONTAINER_NAME: &str = "forcebacklog-install";
+/// The shim's path inside app containers: the `LD_PRELOAD` entry.
+pub const SHIM_PATH: &str = "/opt/forcebacklog/libforcebacklog.so";
+/// The backlog variable the shim reads.
+pub const ENV_BACKLOG: &str = "BACKLOG";
+/// The preload variable.
+pub const ENV_LD_PRELOAD: &str = "LD_PRELOAD";
+/// The shim's mode variable.
+pub const ENV_MODE: &str = "FORCEBACKLOG_MODE";
+/// The shim's port filter variable.
+pub const ENV_PORTS: &str = "FORCEBACKLOG_PORTS";
+
+/// The fields of a Pod (or pod template) the rules need, borrowed from the raw JSON.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PodView<'a> {
+    /// `metadata` (`None` when absent or null).
+    #[serde(borrow, default)]
+    pub metadata: Option<MetaView<'a>>,
+    /// `spec` (`None` when absent or null).
+    #[serde(borrow, default)]
+    pub spec: Option<SpecView<'a>>,
+}
+
+/// `metadata`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MetaView<'a> {
+    /// `metadata.annotations`, only the `forcebacklog/*` keys.
+    #[serde(borrow, default)]
+    pub annotations: Option<Annotations<'a>>,
+    /// `metadata.ownerReferences` (entries not inspected).
+    #[serde(default, rename = "ownerReferences")]
+    pub owner_references: Option<Vec<IgnoredAny>>,
+}
+
+/// `spec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SpecView<'a> {
+    /// `spec.containers`.
+    #[serde(borrow, default)]
+    pub containers: Option<Vec<ContainerView<'a>>>,
+    /// `spec.initContainers`.
+    #[serde(borrow, default, rename = "initContainers")]
+    pub init_containers: Option<Vec<ContainerView<'a>>>,
+    /// `spec.volumes`.
+    #[serde(borrow, default)]
+    pub volumes: Option<Vec<VolumeView<'a>>>,
+    /// `spec.os`.
+    #[serde(borrow, default)]
+    pub os: Option<OsView<'a>>,
+    /// `spec.nodeSelector` (only `kubernetes.io/os`).
+    #[serde(borrow, default, rename = "nodeSelector")]
+    pub node_selector: Option<NodeSelectorView<'a>>,
+    /// `spec.securityContext` (only `sysctls`).
+    #[serde(borrow, default, rename = "securityContext")]
+    pub security_context: Option<PodSecurityView<'a>>,
+}
+
+/// A container or init container.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ContainerView<'a> {
+    /// `name`.
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+    /// `env`.
+    #[serde(borrow, default)]
+    pub env: Option<Vec<EnvView<'a>>>,
+    /// `volumeMounts`.
+    #[serde(borrow, default, rename = "volumeMounts")]
+    pub volume_mounts: Option<Vec<MountView<'a>>>,
+    /// `restartPolicy` (`Always` makes an init container a native sidecar).
+    #[serde(borrow, default, rename = "restartPolicy")]
+    pub restart_policy: Option<Cow<'a, str>>,
+}
+
+/// One `env` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EnvView<'a> {
+    /// `name`.
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+    /// `value`.
+    #[serde(borrow, default)]
+    pub value: Option<Cow<'a, str>>,
+    /// `valueFrom` (contents not inspected).
+    #[serde(default, rename = "valueFrom")]
+    pub value_from: Option<IgnoredAny>,
+}
+
+/// One `volumeMounts` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MountView<'a> {
+    /// `name`.
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+    /// `mountPath`.
+    #[serde(borrow, default, rename = "mountPath")]
+    pub mount_path: Cow<'a, str>,
+}
+
+/// One `volumes` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct VolumeView<'a> {
+    /// `name`.
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+    /// `emptyDir` (contents not inspected).
+    #[serde(default, rename = "emptyDir")]
+    pub empty_dir: Option<IgnoredAny>,
+}
+
+/// `spec.os`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OsView<'a> {
+    /// `spec.os.name`.
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+}
+
+/// `spec.nodeSelector`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NodeSelectorView<'a> {
+    /// `kubernetes.io/os`.
+    #[serde(borrow, default, rename = "kubernetes.io/os")]
+    pub os: Option<Cow<'a, str>>,
+}
+
+/// `spec.securityContext`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PodSecurityView<'a> {
+    /// `sysctls`.
+    #[serde(borrow, default)]
+    pub sysctls: Option<Vec<SysctlView<'a>>>,
+}
+
+/// One pod sysctl.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SysctlView<'a> {
+    /// `name`.
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+    /// `value`.
+    #[serde(borrow, default)]
+    pub value: Cow<'a, str>,
+}
+
+impl<'a> PodView<'a> {
+    /// The `forcebacklog/*` annotations (empty when there are none).
+    pub fn annotations(&self) -> Option<&Annotations<'a>> {
+        self.metadata.as_ref()?.annotations.as_ref()
+    }
+
+    /// True when `metadata.ownerReferences` has at least one entry.
+    pub fn has_owner(&self) -> bool {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.owner_references.as_ref())
+            .is_some_and(|refs| !refs.is_empty())
+    }
+
+    fn containers(&self) -> &[ContainerView<'a>] {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.containers.as_deref())
+            .unwrap_or_default()
+    }
+
+    fn init_containers(&self) -> &[ContainerView<'a>] {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.init_containers.as_deref())
+            .unwrap_or_default()
+    }
+
+    fn is_windows(&self) -> bool {
+        let Some(spec) = &self.spec else {
+            return false;
+        };
+        let os = spec.os.as_ref().and_then(|o| o.name.as_deref());
+        let selector = spec.node_selector.as_ref().and_then(|n| n.os.as_deref());
+        os == Some("windows") || selector == Some("windows")
+    }
+
+    /// The pod sysctl `net.core.somaxconn`, when set to a number.
+    fn somaxconn(&self) -> Option<u64> {
+        self.spec
+            .as_ref()?
+            .security_context
+            .as_ref()?
+            .sysctls
+            .as_ref()?
+            .iter()
+            .rev()
+            .find(|s| s.name == "net.core.somaxconn")
+            .and_then(|s| s.value.trim().parse().ok())
+    }
+}
+
+impl ContainerView<'_> {
+    fn is_native_sidecar(&self) -> bool {
+        self.restart_policy.as_deref() == Some("Always")
+    }
+
+    /// The last `env` entry with this name (Kubernetes uses the last one).
+    fn env_var(&self, name: &str) -> Option<(usize, &EnvView<'_>)> {
+        self.env
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, e)| e.name == name)
+    }
+}
+
+/// Why a targeted pod was not injected. The [`SkipReason::label`] is a
+/// small, fixed set (metrics); the `Display` text goes into
+/// `forcebacklog/status: skipped: <text>` and the admission warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// An annotation value breaks the contract.
+    Invalid(AnnotationError),
+    /// A Windows pod (`spec.os.name` or nodeSelector `kubernetes.io/os`).
+    Windows,
+    /// A selected container takes `LD_PRELOAD` from `valueFrom`: merging is impossible.
+    LdPreloadValueFrom {
+        /// The container.
+        container: String,
+    },
+    /// Our volume name or mount path is already used by something else.
+    Collision(String),
+    /// No container to inject.
+    NoContainers,
+}
+
+impl SkipReason {
+    /// The bounded reason class (a metric label).
+    pub fn label(&self) -> &'static str {
+        match self {
+            SkipReason::Invalid(_) => "invalid",
+            SkipReason::Windows => "windows",
+            SkipReason::LdPreloadValueFrom { .. } => "ld_preload_value_from",
+            SkipReason::Collision(_) => "collision",
+            SkipReason::NoContainers => "no_containers",
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Invalid(err) => write!(f, "{err}"),
+            SkipReason::Windows => f.write_str("Windows pod (the shim is a Linux library)"),
+            SkipReason::LdPreloadValueFrom { container } => write!(
+                f,
+                "container {container} takes LD_PRELOAD from valueFrom, which cannot be merged"
+            ),
+            SkipReason::Collision(what) => f.write_str(what),
+            SkipReason::NoContainers => f.write_str("the pod has no container to inject"),
+        }
+    }
+}
+
+/// The decision for one pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing asks for the shim.
+    NotTargeted,
+    /// `forcebacklog/inject: "false"`.
+    OptedOut,
+    /// Targeted, and everything is already in place: no second injection.
+    AlreadyInjected,
+    /// Targeted, and the [`Work`] adds what is missing.
+    Inject,
+    /// Targeted but skipped.
+    Skip(SkipReason),
+}
+
+/// How to add an element to an array that may be missing (absent or null).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Add {
+    /// Already there: nothing to add.
+    Nothing,
+    /// The array exists: add the element (appended; the init container goes first).
+    Into,
+    /// The array is missing: create it with the element.
+    Create,
+}
+
+impl Add {
+    fn into_or_create(array_present: bool) -> Self {
+        if array_present {
+            Add::Into
+        } else {
+            Add::Create
+        }
+    }
+}
+
+/// Which list of the pod spec a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    /// `spec.containers`.
+    Containers,
+    /// `spec.initContainers` (native sidecars).
+    InitContainers,
+}
+
+/// One change to a container's `env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvEdit {
+    /// Add a variable.
+    Add {
+        /// Its name.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// Set the `value` of the existing entry at `index` (the merged `LD_PRELOAD`).
+    SetValue {
+        /// Index in the container's `env`.
+        index: usize,
+        /// The new value.
+        value: String,
+    },
+}
+
+/// What one selected container gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerWork {
+    /// The list the container is in.
+    pub list: List,
+    /// Its index in that list, in the original pod.
+    pub index: usize,
+    /// Its name.
+    pub name: String,
+    /// The read-only mount of the volume.
+    pub mount: Add,
+    /// True when `env` exists (appends), false when it must be created.
+    pub env_present: bool,
+    /// The env changes, in order.
+    pub env: Vec<EnvEdit>,
+}
+
+impl ContainerWork {
+    fn is_empty(&self) -> bool {
+        self.mount == Add::Nothing && self.env.is_empty()
+    }
+}
+
+/// Everything to add to a targeted pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Work {
+    /// The emptyDir volume.
+    pub volume: Add,
+    /// The install-shim init container (placed first).
+    pub init_container: Add,
+    /// The selected containers that need something.
+    pub containers: Vec<ContainerWork>,
+}
+
+impl Work {
+    const NONE: Work = Work {
+        volume: Add::Nothing,
+        init_container: Add::Nothing,
+        containers: Vec::new(),
+    };
+
+    /// True when nothing needs to be added.
+    pub fn is_empty(&self) -> bool {
+        self.volume == Add::Nothing
+            && self.init_container == Add::Nothing
+            && self.containers.is_empty()
+    }
+}
+
+/// Where `forcebacklog/status` goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusAt {
+    /// `metadata` is missing: create it.
+    NoMetadata,
+    /// `metadata.annotations` is missing: create it.
+    NoAnnotations,
+    /// `metadata.annotations` exists: add (or replace) the key.
+    Annotations,
+}
+
+/// The `forcebacklog/status` annotation to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusEdit {
+    /// `injected` or `skipped: <reason>`.
+    pub value: String,
+    /// The shape of the pod's metadata.
+    pub at: StatusAt,
+}
+
+/// The decision for one pod, and what it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The decision.
+    pub verdict: Verdict,
+    /// Admission warnings.
+    pub warnings: Vec<String>,
+    /// The status annotation, when it differs from the pod's.
+    pub status: Option<StatusEdit>,
+    /// What to add (empty unless the verdict is [`Verdict::Inject`]).
+    pub work: Work,
+}
+
+/// Plans one pod: annotations → settings → per-container work, or a skip.
+pub fn plan(pod: &PodView<'_>, defaults: Defaults) -> Plan {
+    let empty = Annotations::default();
+    let annotations = pod.annotations().unwrap_or(&empty);
+    let mut warnings: Vec<String> = annotations.unknown_key_warnings().collect();
+    let settings = match annotations::targeting(annotations, defaults) {
+        Ok(Targeting::NotTargeted) => return untouched(Verdict::NotTargeted, warnings),
+        Ok(Targeting::OptedOut) => return untouched(Verdict::OptedOut, warnings),
+        Err(err) => return skip(pod, SkipReason::Invalid(err), warnings),
+        Ok(Targeting::Targeted(settings)) => settings,
+    };
+    let work = match work(pod, &settings, &mut warnings) {
+        Ok(work) => work,
+        Err(reason) => return skip(pod, reason, warnings),
+    };
+    let verdict = if work.is_empty() {
+        // Re-invocation or our own output: nothing to add, nothing to repeat.
+        warnings.clear();
+        warnings.extend(annotations.unknown_key_warnings());
+        Verdict::AlreadyInjected
+    } else {
+        if settings.backlog > DEFAULT_SOMAXCONN
+            && pod
+                .somaxconn()
+                .is_none_or(|s| s < u64::from(settings.backlog))
+        {
+            warnings.push(format!(
+                "forcebacklog: backlog {b} is above {DEFAULT_SOMAXCONN}: the kernel caps it at the pod's net.core.somaxconn (usually {DEFAULT_SOMAXCONN}) unless the pod sets the sysctl net.core.somaxconn to at least {b}",
+                b = settings.backlog
+            ));
+        }
+        Verdict::Inject
+    };
+    Plan {
+        verdict,
+        warnings,
+        status: status_edit(pod, annotations::STATUS_INJECTED.to_owned()),
+        work,
+    }
+}
+
+fn untouched(verdict: Verdict, warnings: Vec<String>) -> Plan {
+    Plan {
+        verdict,
+        warnings,
+        status: None,
+        work: Work::NONE,
+    }
+}
+
+fn skip(pod: &PodView<'_>, reason: SkipReason, mut warnings: Vec<String>) -> Plan {
+    warnings.push(format!("forcebacklog: pod not injected: {reason}"));
+    Plan {
+        status: status_edit(pod, format!("skipped: {reason}")),
+        verdict: Verdict::Skip(reason),
+        warnings,
+        work: Work::NONE,
+    }
+}
+
+fn status_edit(pod: &PodView<'_>, value: String) -> Option<StatusEdit> {
+    let at = match &pod.metadata {
+        None => StatusAt::NoMetadata,
+        Some(meta) => match &meta.annotations {
+            None => StatusAt::NoAnnotations,
+            Some(a) if a.status_str() == Some(value.as_str()) => return None,
+            Some(_) => StatusAt::Annotations,
+        },
+    };
+    Some(StatusEdit { value, at })
+}
+
+/// The containers the settings select, as (list, index).
+fn select(pod: &PodView<'_>, settings: &Settings) -> Result<Vec<(List, usize)>, SkipReason> {
+    let containers = pod.containers();
+    let init = pod.init_containers();
+    let selected: Vec<(List, usize)> = match &settings.containers {
+        Containers::AppContainers => (0..containers.len())
+            .map(|i| (List::Containers, i))
+            .collect(),
+        Containers::Named(names) => {
+            let mut selected = Vec::with_capacity(names.len());
+            let mut unknown = Vec::new();
+            for name in names {
+                if let Some(i) = containers.iter().position(|c| c.name == name.as_str()) {
+                    selected.push((List::Containers, i));
+                } else if let Some(i) = init
+                    .iter()
+                    .position(|c| c.is_native_sidecar() && c.name == name.as_str())
+                {
+                    selected.push((List::InitContainers, i));
+                } else {
+                    unknown.push(name.clone());
+                }
+            }
+            if !unknown.is_empty() {
+                let known = containers
+                    .iter()
+                    .chain(init.iter().filter(|c| c.is_native_sidecar()))
+                    .map(|c| c.name.to_string())
+                    .collect();
+                let value = pod
+                    .annotations()
+                    .and_then(|a| match &a.containers {
+                        Some(annotations::Raw::Str(s)) => Some(s.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                return Err(SkipReason::Invalid(AnnotationError::UnknownContainers {
+                    value,
+                    unknown,
+                    known,
+                }));
+            }
+            selected
+        }
+    };
+    if selected.is_empty() {
+        return Err(SkipReason::NoContainers);
+    }
+    Ok(selected)
+}
+
+fn work(
+    pod: &PodView<'_>,
+    settings: &Settings,
+    warnings: &mut Vec<String>,
+) -> Result<Work, SkipReason> {
+    if pod.is_windows() {
+        return Err(SkipReason::Windows);
+    }
+    let selected = select(pod, settings)?;
+    let container = |list: List, index: usize| -> &ContainerView<'_> {
+        match list {
+            List::Containers => &pod.containers()[index],
+            List::InitContainers => &pod.init_containers()[index],
+        }
+    };
+
+    // Skips come first, so a skipped pod gets no partial work.
+    for &(list, index) in &selected {
+        let c = container(list, index);
+        if c.env
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.name == ENV_LD_PRELOAD && e.value_from.is_some())
+        {
+            return Err(SkipReason::LdPreloadValueFrom {
+                container: c.name.to_string(),
+            });
+        }
+        for m in c.volume_mounts.as_deref().unwrap_or_default() {
+            if same_path(&m.mount_path, MOUNT_PATH) && m.name != VOLUME_NAME {
+                return Err(SkipReason::Collision(format!(
+                    "container {} already mounts volume {} at {MOUNT_PATH}",
+                    c.name, m.name
+                )));
+            }
+        }
+    }
+    let spec = pod.spec.as_ref();
+    let volumes = spec.and_then(|s| s.volumes.as_deref());
+    let volume = match volumes
+        .unwrap_or_default()
+        .iter()
+        .find(|v| v.name == VOLUME_NAME)
+    {
+        Some(v) if v.empty_dir.is_some() => Add::Nothing,
+        Some(_) => {
+            return Err(SkipReason::Collision(format!(
+                "volume {VOLUME_NAME} already exists and is not an emptyDir"
+            )));
+        }
+        None => Add::into_or_create(volumes.is_some()),
+    };
+    let init_containers = spec.and_then(|s| s.init_containers.as_deref());
+    let init_container = if init_containers
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.name == INIT_CONTAINER_NAME)
+    {
+        Add::Nothing
+    } else {
+        Add::into_or_create(init_containers.is_some())
+    };
+
+    let mut desired: Vec<(&'static str, String)> = Vec::with_capacity(4);
+    desired.push((ENV_BACKLOG, settings.backlog.to_string()));
+    desired.push((ENV_LD_PRELOAD, SHIM_PATH.to_owned()));
+    if let Some(mode) = settings.mode {
+        desired.push((ENV_MODE, mode.as_str().to_owned()));
+    }
+    if let Some(ports) = &settings.ports {
+        desired.push((ENV_PORTS, ports.clone()));
+    }
+
+    let mut containers = Vec::with_capacity(selected.len());
+    for (list, index) in selected {
+        let c = container(list, index);
+        let mounted = c
+            .volume_mounts
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.name == VOLUME_NAME && same_path(&m.mount_path, MOUNT_PATH));
+        let mount = if mounted {
+            Add::Nothing
+        } else {
+            Add::into_or_create(c.volume_mounts.is_some())
+        };
+        let mut env = Vec::with_capacity(desired.len());
+        for (name, value) in &desired {
+            let edit = match c.env_var(name) {
+                None => Some(EnvEdit::Add {
+                    name,
+                    value: value.clone(),
+                }),
+                // Merged, never replaced (valueFrom was ruled out above).
+                Some((index, existing)) if *name == ENV_LD_PRELOAD => {
+                    merge_ld_preload(existing.value.as_deref().unwrap_or(""))
+                        .map(|value| EnvEdit::SetValue { index, value })
+                }
+                // Set by the user: never overwritten.
+                Some((_, existing)) => {
+                    if existing.value_from.is_some() {
+                        warnings.push(format!(
+                            "forcebacklog: container {}: {name} from valueFrom is kept ({value} not applied)",
+                            c.name
+                        ));
+                    } else {
+                        let current = existing.value.as_deref().unwrap_or("");
+                        if current != value {
+                            warnings.push(format!(
+                                "forcebacklog: container {}: {name}={current} set by the pod is kept ({value} not applied)",
+                                c.name
+                            ));
+                        }
+                    }
+                    None
+                }
+            };
+            env.extend(edit);
+        }
+        let work = ContainerWork {
+            list,
+            index,
+            name: c.name.to_string(),
+            mount,
+            env_present: c.env.is_some(),
+            env,
+        };
+        if !work.is_empty() {
+            containers.push(work);
+        }
+    }
+    Ok(Work {
+        volume,
+        init_container,
+        containers,
+    })
+}
+
+/// `/opt/forcebacklog` and `/opt/forcebacklog/` are the same mount point.
+fn same_path(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// The new `LD_PRELOAD` value, or `None` when the shim is already listed.
+/// The existing separator (`:` or whitespace) is kept; `:` by default.
+pub fn merge_ld_preload(existing: &str) -> Option<String> {
+    let already = existing
+        .split(|c: char| c == ':' || c.is_ascii_whitespace())
+        .any(|entry| entry == SHIM_PATH);
+    if already {
+        return None;
+    }
+    let trimmed = existing.trim_end_matches(|c: char| c == ':' || c.is_ascii_whitespace());
+    if trimmed.trim().is_empty() {
+        return Some(SHIM_PATH.to_owned());
+    }
+    let separator = if trimmed.contains(':') {
+        ':'
+    } else if trimmed.contains(|c: char| c.is_ascii_whitespace()) {
+        ' '
+    } else {
+        ':'
+    };
+    Some(format!("{trimmed}{separator}{SHIM_PATH}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ANNOTATED: Defaults = Defaults {
+        backlog: 4096,
+        implicit: false,
+    };
+    const NAMESPACE: Defaults = Defaults {
+        backlog: 4096,
+        implicit: true,
+    };
+
+    fn plan_of(pod: serde_json::Value, defaults: Defaults) -> Plan {
+        let text = pod.to_string();
+        let view: PodView<'_> = serde_json::from_str(&text).expect("pod view");
+        let from_bytes = plan(&view, defaults);
+        // The same rules whether the view comes from bytes or from a Value.
+        let view = PodView::deserialize(&pod).expect("pod view from Value");
+        assert_eq!(plan(&view, defaults), from_bytes);
+        from_bytes
+    }
+
+    fn pod(annotations: serde_json::Value, spec: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "p", "annotations": annotations}, "spec": spec})
+    }
+
+    fn skip_reason(p: &Plan) -> &SkipReason {
+        match &p.verdict {
+            Verdict::Skip(r) => r,
+            other => panic!("expected a skip, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn not_targeted_and_opted_out_are_left_alone() {
+        let p = plan_of(
+            pod(json!({}), json!({"containers": [{"name": "a"}]})),
+            ANNOTATED,
+        );
+        assert_eq!(p.verdict, Verdict::NotTargeted);
+        assert_eq!((p.status, p.work.is_empty()), (None, true));
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/inject": "false"}),
+                json!({"containers": [{"name": "a"}]}),
+            ),
+            NAMESPACE,
+        );
+        assert_eq!(p.verdict, Verdict::OptedOut);
+        assert_eq!(p.status, None);
+    }
+
+    #[test]
+    fn simple_pod_gets_everything() {
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/value": "234"}),
+                json!({"containers": [{"name": "a"}]}),
+            ),
+            ANNOTATED,
+        );
+        assert_eq!(p.verdict, Verdict::Inject);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert_eq!(
+            p.status,
+            Some(StatusEdit {
+                value: "injected".into(),
+                at: StatusAt::Annotations
+            })
+        );
+        assert_eq!(p.work.volume, Add::Create);
+        assert_eq!(p.work.init_container, Add::Create);
+        assert_eq!(
+            p.work.containers,
+            vec![ContainerWork {
+                list: List::Containers,
+                index: 0,
+                name: "a".into(),
+                mount: Add::Create,
+                env_present: false,
+                env: vec![
+                    EnvEdit::Add {
+                        name: "BACKLOG",
+                        value: "234".into()
+                    },
+                    EnvEdit::Add {
+                        name: "LD_PRELOAD",
+                        value: SHIM_PATH.into()
+                    },
+                ],
+            }]
+        );
+    }
+
+    #[test]
+    fn mode_and_ports_become_env() {
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/value": "234", "forcebacklog/mode": "set", "forcebacklog/ports": "80, 90"}),
+                json!({"containers": [{"name": "a", "env": []}]}),
+            ),
+            ANNOTATED,
+        );
+        let names: Vec<_> = p.work.containers[0]
+            .env
+            .iter()
+            .map(|e| match e {
+                EnvEdit::Add { name, value } => format!("{name}={value}"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "BACKLOG=234",
+                &format!("LD_PRELOAD={SHIM_PATH}"),
+                "FORCEBACKLOG_MODE=set",
+                "FORCEBACKLOG_PORTS=80,90"
+            ]
+        );
+        assert!(p.work.containers[0].env_present);
+    }
+
+    #[test]
+    fn native_sidecars_only_when_named() {
+        let spec = json!({
+            "initContainers": [
+                {"name": "setup"},
+                {"name": "proxy", "restartPolicy": "Always"}
+            ],
+            "containers": [{"name": "web"}, {"name": "api"}]
+        });
+        let p = plan_of(
+            pod(json!({"forcebacklog/value": "300"}), spec.clone()),
+            ANNOTATED,
+        );
+        let picked: Vec<_> = p
+            .work
+            .containers
+            .iter()
+            .map(|c| (c.list, c.index))
+            .collect();
+        assert_eq!(picked, [(List::Containers, 0), (List::Containers, 1)]);
+        assert_eq!(p.work.init_container, Add::Into);
+
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/value": "300", "forcebacklog/containers": "proxy,api"}),
+                spec.clone(),
+            ),
+            ANNOTATED,
+        );
+        let picked: Vec<_> = p
+            .work
+            .containers
+            .iter()
+            .map(|c| (c.list, c.index))
+            .collect();
+        assert_eq!(picked, [(List::InitContainers, 1), (List::Containers, 1)]);
+
+        // A plain init container is not a valid target.
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/value": "300", "forcebacklog/containers": "setup,ghost"}),
+                spec,
+            ),
+            ANNOTATED,
+        );
+        let SkipReason::Invalid(err) = skip_reason(&p) else {
+            panic!("{p:?}")
+        };
+        assert_eq!(
+            err,
+            &AnnotationError::UnknownContainers {
+                value: "setup,ghost".into(),
+                unknown: vec!["setup".into(), "ghost".into()],
+                known: vec!["web".into(), "api".into(), "proxy".into()],
+            }
+        );
+        assert!(
+            p.status
+                .as_ref()
+                .unwrap()
+                .value
+                .starts_with("skipped: forcebacklog/containers: \"setup,ghost\"")
+        );
+        assert_eq!(skip_reason(&p).label(), "invalid");
+    }
+
+    #[test]
+    fn windows_pods_are_skipped() {
+        for spec in [
+            json!({"os": {"name": "windows"}, "containers": [{"name": "a"}]}),
+            json!({"nodeSelector": {"kubernetes.io/os": "windows", "x": "y"}, "containers": [{"name": "a"}]}),
+        ] {
+            let p = plan_of(pod(json!({"forcebacklog/value": "300"}), spec), ANNOTATED);
+            assert_eq!(skip_reason(&p), &SkipReason::Windows);
+            assert_eq!(skip_reason(&p).label(), "windows");
+            assert!(p.warnings.iter().any(|w| w.contains("Windows")));
+        }
+        let linux = json!({"os": {"name": "linux"}, "nodeSelector": {"kubernetes.io/os": "linux"}, "containers": [{"name": "a"}]});
+        let p = plan_of(pod(json!({"forcebacklog/value": "300"}), linux), ANNOTATED);
+        assert_eq!(p.verdict, Verdict::Inject);
+    }
+
+    #[test]
+    fn ld_preload_from_value_from_is_skipped() {
+        let spec = json!({"containers": [{"name": "a", "env": [
+            {"name": "LD_PRELOAD", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}
+        ]}]});
+        let p = plan_of(pod(json!({"forcebacklog/value": "300"}), spec), ANNOTATED);
+        assert_eq!(
+            skip_reason(&p),
+            &SkipReason::LdPreloadValueFrom {
+                container: "a".into()
+            }
+        );
+        assert_eq!(
+            p.status.unwrap().value,
+            "skipped: container a takes LD_PRELOAD from valueFrom, which cannot be merged"
+        );
+    }
+
+    #[test]
+    fn ld_preload_in_an_unselected_container_does_not_matter() {
+        let spec = json!({"containers": [
+            {"name": "a", "env": [{"name": "LD_PRELOAD", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]},
+            {"name": "b"}
+        ]});
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/value": "300", "forcebacklog/containers": "b"}),
+                spec,
+            ),
+            ANNOTATED,
+        );
+        assert_eq!(p.verdict, Verdict::Inject);
+    }
+
+    #[test]
+    fn collisions_are_skipped() {
+        let spec = json!({"volumes": [{"name": "forcebacklog-shim", "configMap": {"name": "x"}}],
+                          "containers": [{"name": "a"}]});
+        let p = plan_of(pod(json!({"forcebacklog/value": "300"}), spec), ANNOTATED);
+        assert_eq!(skip_reason(&p).label(), "collision");
+        assert!(skip_reason(&p).to_string().contains("not an emptyDir"));
+
+        let spec = json!({"volumes": [{"name": "tools", "emptyDir": {}}],
+                          "containers": [{"name": "a", "volumeMounts": [{"name": "tools", "mountPath": "/opt/forcebacklog/"}]}]});
+        let p = plan_of(pod(json!({"forcebacklog/value": "300"}), spec), ANNOTATED);
+        assert_eq!(
+            skip_reason(&p),
+            &SkipReason::Collision(
+                "container a already mounts volume tools at /opt/forcebacklog".into()
+            )
+        );
+    }
+
+    #[test]
+    fn existing_backlog_is_kept_with_a_warning() {
+        let spec = json!({"containers": [{"name": "a", "env": [{"name": "BACKLOG", "value": "100"}]},
+                                         {"name": "b", "env": [{"name": "BACKLOG", "value": "300"}]},
+                                         {"name": "c", "env": [{"name": "BACKLOG", "valueFrom": {"fieldRef": {}}}]}]});
+        let p = plan_of(pod(json!({"forcebacklog/value": "300"}), spec), ANNOTATED);
+        assert_eq!(p.verdict, Verdict::Inject);
+        for c in &p.work.containers {
+            assert!(
+                !c.env.iter().any(|e| matches!(
+                    e,
+                    EnvEdit::Add {
+                        name: "BACKLOG",
+                        ..
+                    }
+                )),
+                "{c:?}"
+            );
+        }
+        assert_eq!(
+            p.warnings,
+            [
+                "forcebacklog: container a: BACKLOG=100 set by the pod is kept (300 not applied)",
+                "forcebacklog: container c: BACKLOG from valueFrom is kept (300 not applied)"
+            ]
+        );
+    }
+
+    #[test]
+    fn ld_preload_merging() {
+        assert_eq!(merge_ld_preload(""), Some(SHIM_PATH.to_owned()));
+        assert_eq!(merge_ld_preload("  "), Some(SHIM_PATH.to_owned()));
+        assert_eq!(
+            merge_ld_preload("/lib/a.so"),
+            Some(format!("/lib/a.so:{SHIM_PATH}"))
+        );
+        assert_eq!(
+            merge_ld_preload("/lib/a.so:/lib/b.so"),
+            Some(format!("/lib/a.so:/lib/b.so:{SHIM_PATH}"))
+        );
+        assert_eq!(
+            merge_ld_preload("/lib/a.so /lib/b.so"),
+            Some(format!("/lib/a.so /lib/b.so {SHIM_PATH}"))
+        );
+        assert_eq!(
+            merge_ld_preload("/lib/a.so:"),
+            Some(format!("/lib/a.so:{SHIM_PATH}"))
+        );
+        assert_eq!(merge_ld_preload(SHIM_PATH), None);
+        assert_eq!(merge_ld_preload(&format!("/x.so {SHIM_PATH}")), None);
+        assert_eq!(merge_ld_preload(&format!("{SHIM_PATH}:/x.so")), None);
+        // A longer path that merely contains ours is not ours.
+        assert!(merge_ld_preload(&format!("{SHIM_PATH}.bak")).is_some());
+    }
+
+    #[test]
+    fn existing_ld_preload_gets_a_set_value_edit() {
+        let spec = json!({"containers": [{"name": "a", "env": [
+            {"name": "X", "value": "1"}, {"name": "LD_PRELOAD", "value": "/usr/lib/libjemalloc.so"}]}]});
+        let p = plan_of(pod(json!({"forcebacklog/value": "300"}), spec), ANNOTATED);
+        assert_eq!(
+            p.work.containers[0].env,
+            [
+                EnvEdit::Add {
+                    name: "BACKLOG",
+                    value: "300".into()
+                },
+                EnvEdit::SetValue {
+                    index: 1,
+                    value: format!("/usr/lib/libjemalloc.so:{SHIM_PATH}")
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn somaxconn_warning() {
+        let warn = |spec: serde_json::Value, value: &str| {
+            plan_of(pod(json!({"forcebacklog/value": value}), spec), ANNOTATED)
+                .warnings
+                .iter()
+                .any(|w| w.contains("net.core.somaxconn"))
+        };
+        let c = json!([{"name": "a"}]);
+        assert!(!warn(json!({"containers": c}), "4096"));
+        assert!(warn(json!({"containers": c}), "4097"));
+        let sysctl = |v: &str| json!({"containers": c, "securityContext": {"sysctls": [{"name": "net.core.somaxconn", "value": v}]}});
+        assert!(!warn(sysctl("10000"), "10000"));
+        assert!(!warn(sysctl("65535"), "10000"));
+        assert!(warn(sysctl("8192"), "10000"));
+        assert!(warn(sysctl("lots"), "10000"));
+    }
+
+    #[test]
+    fn invalid_values_skip_with_status() {
+        for bad in ["abc", "0", "70000", "-1", ""] {
+            let p = plan_of(
+                pod(
+                    json!({"forcebacklog/value": bad}),
+                    json!({"containers": [{"name": "a"}]}),
+                ),
+                ANNOTATED,
+            );
+            assert_eq!(
+                skip_reason(&p),
+                &SkipReason::Invalid(AnnotationError::Backlog(bad.into()))
+            );
+            assert!(p.work.is_empty());
+            let status = p.status.unwrap().value;
+            assert!(
+                status.starts_with("skipped: forcebacklog/value: "),
+                "{status}"
+            );
+            assert!(p.warnings[0].contains("1..=65535"));
+        }
+    }
+
+    #[test]
+    fn no_containers_is_skipped() {
+        let p = plan_of(
+            json!({"metadata": {"annotations": {"forcebacklog/value": "5"}}}),
+            ANNOTATED,
+        );
+        assert_eq!(skip_reason(&p), &SkipReason::NoContainers);
+        let p = plan_of(json!({"spec": {"containers": []}}), NAMESPACE);
+        assert_eq!(skip_reason(&p), &SkipReason::NoContainers);
+        assert_eq!(p.status.unwrap().at, StatusAt::NoMetadata);
+    }
+
+    #[test]
+    fn status_locations() {
+        let c = json!({"containers": [{"name": "a"}]});
+        let at = |pod: serde_json::Value| plan_of(pod, NAMESPACE).status.map(|s| s.at);
+        assert_eq!(at(json!({"spec": c})), Some(StatusAt::NoMetadata));
+        assert_eq!(
+            at(json!({"metadata": null, "spec": c})),
+            Some(StatusAt::NoMetadata)
+        );
+        assert_eq!(
+            at(json!({"metadata": {}, "spec": c})),
+            Some(StatusAt::NoAnnotations)
+        );
+        assert_eq!(
+            at(json!({"metadata": {"annotations": null}, "spec": c})),
+            Some(StatusAt::NoAnnotations)
+        );
+        assert_eq!(
+            at(json!({"metadata": {"annotations": {}}, "spec": c})),
+            Some(StatusAt::Annotations)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_warn_even_when_not_targeted() {
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/backlog": "234"}),
+                json!({"containers": [{"name": "a"}]}),
+            ),
+            ANNOTATED,
+        );
+        assert_eq!(p.verdict, Verdict::NotTargeted);
+        assert_eq!(p.warnings.len(), 1);
+        assert!(p.warnings[0].contains("forcebacklog/backlog"));
+    }
+
+    #[test]
+    fn owner_references() {
+        let v: PodView<'_> =
+            serde_json::from_str(r#"{"metadata":{"ownerReferences":[{"kind":"ReplicaSet"}]}}"#)
+                .unwrap();
+        assert!(v.has_owner());
+        let v: PodView<'_> =
+            serde_json::from_str(r#"{"metadata":{"ownerReferences":[]}}"#).unwrap();
+        assert!(!v.has_owner());
+        assert!(!PodView::default().has_owner());
+    }
+}
