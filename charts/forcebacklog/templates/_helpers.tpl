@@ -1,0 +1,129 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "forcebacklog.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: the release name, or release-chart. */}}
+{{- define "forcebacklog.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "forcebacklog.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "forcebacklog.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "forcebacklog.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "forcebacklog.labels" -}}
+helm.sh/chart: {{ include "forcebacklog.chart" . }}
+{{ include "forcebacklog.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: admission-webhook
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The image of the webhook, which is also the injected init container's image. */}}
+{{- define "forcebacklog.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "forcebacklog.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "forcebacklog.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding tls.crt and tls.key, mounted into the webhook pods. */}}
+{{- define "forcebacklog.tlsSecretName" -}}
+{{- if eq .Values.certificates.mode "secret" }}
+{{- required "certificates.secret.name is required with certificates.mode=secret" .Values.certificates.secret.name }}
+{{- else }}
+{{- printf "%s-tls" (include "forcebacklog.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The DNS names the apiserver uses for the Service. */}}
+{{- define "forcebacklog.dnsNames" -}}
+{{- $svc := include "forcebacklog.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson }}
+{{- end }}
+
+{{/*
+The generated certificate, as a dict {crt, key, ca} of PEM strings.
+Computed ONCE per render and memoised, so the Secret and the webhook
+configurations agree. An existing Secret (found with lookup) is reused: the
+certificate is generated at the first install only and stays the same across
+upgrades. (`helm template` cannot look up, and renders a fresh one.)
+*/}}
+{{- define "forcebacklog.generatedCert" -}}
+{{- if not (hasKey .Values "forcebacklogGeneratedCert") }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "forcebacklog.tlsSecretName" .) }}
+{{- $data := dict }}
+{{- if $existing }}{{ $data = default dict $existing.data }}{{ end }}
+{{- if and (hasKey $data "tls.crt") (hasKey $data "tls.key") (hasKey $data "ca.crt") }}
+{{- $_ := set .Values "forcebacklogGeneratedCert" (dict "crt" (index $data "tls.crt" | b64dec) "key" (index $data "tls.key" | b64dec) "ca" (index $data "ca.crt" | b64dec)) }}
+{{- else }}
+{{- $days := int .Values.certificates.generate.validityDays }}
+{{- $ca := genCA (printf "%s-ca" (include "forcebacklog.fullname" .)) $days }}
+{{- $names := include "forcebacklog.dnsNames" . | fromJsonArray }}
+{{- $cert := genSignedCert (index $names 2) nil $names $days $ca }}
+{{- $_ := set .Values "forcebacklogGeneratedCert" (dict "crt" $cert.Cert "key" $cert.Key "ca" $ca.Cert) }}
+{{- end }}
+{{- end }}
+{{- toJson .Values.forcebacklogGeneratedCert }}
+{{- end }}
+
+{{/* Namespaces the webhook never touches. */}}
+{{- define "forcebacklog.excludedNamespaces" -}}
+{{- concat (list "kube-system" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq | toJson }}
+{{- end }}
+
+{{/* caBundle line or cert-manager annotation, per certificate mode. */}}
+{{- define "forcebacklog.webhookAnnotations" -}}
+{{- if eq .Values.certificates.mode "certManager" -}}
+annotations:
+  cert-manager.io/inject-ca-from: {{ printf "%s/%s" .Release.Namespace (include "forcebacklog.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "forcebacklog.caBundle" -}}
+{{- if eq .Values.certificates.mode "generate" }}
+{{- (include "forcebacklog.generatedCert" . | fromJson).ca | b64enc }}
+{{- else if eq .Values.certificates.mode "secret" }}
+{{- required "certificates.secret.caBundle is required with certificates.mode=secret" .Values.certificates.secret.caBundle }}
+{{- end }}
+{{- end }}
+
+{{/* clientConfig of one webhook entry. */}}
+{{- define "forcebacklog.clientConfig" -}}
+{{- $root := index . 0 }}
+{{- $path := index . 1 -}}
+clientConfig:
+  service:
+    name: {{ include "forcebacklog.fullname" $root }}
+    namespace: {{ $root.Release.Namespace }}
+    path: {{ $path }}
+    port: {{ $root.Values.service.port }}
+  {{- with include "forcebacklog.caBundle" $root }}
+  caBundle: {{ . }}
+  {{- end }}
+{{- end }}

@@ -1,0 +1,589 @@
+//! charts/forcebacklog rendered by Helm's real engine: the fields the
+//! webhook contract depends on (paths, selectors, policies, ports, flags,
+//! certificates), and deploy/ agreeing with the chart.
+
+#[path = "helm/support.rs"]
+mod support;
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The `webhooks` entry called `name`.
+fn entry<'a>(config: &'a Value, name: &str) -> &'a Value {
+    config["webhooks"]
+        .as_array()
+        .and_then(|w| w.iter().find(|e| e["name"] == name))
+        .unwrap_or_else(|| panic!("no webhook entry {name} in {config:#}"))
+}
+
+fn container(rendered: &support::Rendered, deployment: &str) -> Value {
+    rendered.get(deployment)["spec"]["template"]["spec"]["containers"][0].clone()
+}
+
+fn args(container: &Value) -> Vec<String> {
+    container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_owned())
+        .collect()
+}
+
+fn namespace_expressions(entry: &Value) -> Vec<(String, String, Vec<String>)> {
+    entry["namespaceSelector"]["matchExpressions"]
+        .as_array()
+        .expect("matchExpressions")
+        .iter()
+        .map(|e| {
+            (
+                e["key"].as_str().expect("key").to_owned(),
+                e["operator"].as_str().expect("operator").to_owned(),
+                e["values"]
+                    .as_array()
+                    .expect("values")
+                    .iter()
+                    .map(|v| v.as_str().expect("string").to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn ns_name_not_in(namespaces: &[&str]) -> (String, String, Vec<String>) {
+    (
+        "kubernetes.io/metadata.name".to_owned(),
+        "NotIn".to_owned(),
+        namespaces.iter().map(|s| (*s).to_owned()).collect(),
+    )
+}
+
+fn label(operator: &str, values: &[&str]) -> (String, String, Vec<String>) {
+    (
+        "forcebacklog/inject".to_owned(),
+        operator.to_owned(),
+        values.iter().map(|s| (*s).to_owned()).collect(),
+    )
+}
+
+#[test]
+fn mutating_webhook_has_two_disjoint_pod_entries() {
+    if !support::engine_available() {
+        return;
+    }
+    let r = support::render(&json!({}));
+    let config = r.get("MutatingWebhookConfiguration/forcebacklog");
+    assert_eq!(config["webhooks"].as_array().map(Vec::len), Some(2));
+    let annotated = entry(config, "pods.forcebacklog.github.io");
+    let labelled = entry(config, "namespace-pods.forcebacklog.github.io");
+
+    for (e, path) in [(annotated, "/mutate"), (labelled, "/mutate/namespace")] {
+        let service = &e["clientConfig"]["service"];
+        assert_eq!(service["name"], "forcebacklog");
+        assert_eq!(service["namespace"], "forcebacklog");
+        assert_eq!(service["path"], path);
+        assert_eq!(service["port"], 443);
+        assert_eq!(
+            e["rules"],
+            json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                    "resources": ["pods"], "scope": "Namespaced"}])
+        );
+        assert_eq!(e["failurePolicy"], "Ignore");
+        assert_eq!(e["timeoutSeconds"], 5);
+        assert_eq!(e["sideEffects"], "None");
+        assert_eq!(e["reinvocationPolicy"], "IfNeeded");
+        assert_eq!(e["admissionReviewVersions"], json!(["v1"]));
+        assert!(
+            e["objectSelector"].is_null(),
+            "annotations cannot be selected"
+        );
+    }
+    // Disjoint: a namespace labelled `enabled` reaches only /mutate/namespace,
+    // `disabled` reaches neither, kube-system and the release namespace neither.
+    assert_eq!(
+        namespace_expressions(annotated),
+        vec![
+            ns_name_not_in(&["kube-system", "forcebacklog"]),
+            label("NotIn", &["disabled", "enabled"]),
+        ]
+    );
+    assert_eq!(
+        namespace_expressions(labelled),
+        vec![
+            ns_name_not_in(&["kube-system", "forcebacklog"]),
+            label("In", &["enabled"]),
+        ]
+    );
+}
+
+#[test]
+fn validating_webhook_covers_workloads_and_pods() {
+    if !support::engine_available() {
+        return;
+    }
+    let r = support::render(&json!({}));
+    let config = r.get("ValidatingWebhookConfiguration/forcebacklog");
+    let e = entry(config, "workloads.forcebacklog.github.io");
+    assert_eq!(e["clientConfig"]["service"]["path"], "/validate");
+    assert_eq!(e["failurePolicy"], "Ignore");
+    assert_eq!(e["sideEffects"], "None");
+    assert_eq!(e["admissionReviewVersions"], json!(["v1"]));
+    let mut covered = Vec::new();
+    for rule in e["rules"].as_array().expect("rules") {
+        assert_eq!(rule["operations"], json!(["CREATE", "UPDATE"]));
+        for group in rule["apiGroups"].as_array().expect("groups") {
+            for resource in rule["resources"].as_array().expect("resources") {
+                covered.push(format!(
+                    "{}/{}/{}",
+                    group.as_str().expect("group"),
+                    rule["apiVersions"][0].as_str().expect("version"),
+                    resource.as_str().expect("resource")
+                ));
+            }
+        }
+    }
+    covered.sort();
+    assert_eq!(
+        covered,
+        [
+            "/v1/pods",
+            "/v1/replicationcontrollers",
+            "apps/v1/daemonsets",
+            "apps/v1/deployments",
+            "apps/v1/replicasets",
+            "apps/v1/statefulsets",
+            "batch/v1/cronjobs",
+            "batch/v1/jobs",
+        ]
+    );
+    assert_eq!(
+        namespace_expressions(e),
+        vec![
+            ns_name_not_in(&["kube-system", "forcebacklog"]),
+            label("NotIn", &["disabled"]),
+        ]
+    );
+}
+
+#[test]
+fn deployment_is_hardened_and_passes_the_values_to_serve() {
+    if !support::engine_available() {
+        return;
+    }
+    let r = support::render(&json!({}));
+    let deployment = r.get("Deployment/forcebacklog");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert!(pod["topologySpreadConstraints"].is_array());
+    assert!(pod["affinity"]["podAntiAffinity"].is_object());
+
+    let c = container(&r, "Deployment/forcebacklog");
+    let image = format!(
+        "ghcr.io/forcebacklog/forcebacklog:{}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(c["image"], image.as_str());
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["runAsUser"], 65532);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    for kind in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                c["resources"][kind][resource].is_string(),
+                "{kind}.{resource}"
+            );
+        }
+    }
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "admin"})
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "admin"})
+    );
+    assert_eq!(
+        c["ports"],
+        json!([{"name": "https", "containerPort": 8443, "protocol": "TCP"},
+               {"name": "admin", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    // The injected image is the chart's own image.
+    assert_eq!(
+        args(&c),
+        [
+            "serve",
+            "--tls-cert=/etc/forcebacklog/tls/tls.crt",
+            "--tls-key=/etc/forcebacklog/tls/tls.key",
+            "--addr=0.0.0.0:8443",
+            "--admin-addr=0.0.0.0:8080",
+            &format!("--image={image}"),
+            "--default-backlog=4096",
+            "--init-cpu=10m",
+            "--init-memory=16Mi",
+            "--log-format=json",
+            "--log-level=info",
+        ]
+    );
+    // The TLS Secret is a whole-Secret volume (reloadable), at the flags' path.
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/etc/forcebacklog/tls");
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "forcebacklog-tls"
+    );
+    assert!(c["volumeMounts"][0]["subPath"].is_null());
+
+    let service = r.get("Service/forcebacklog");
+    assert_eq!(service["spec"]["ports"][0]["port"], 443);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    let pdb = r.get("PodDisruptionBudget/forcebacklog");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert!(r.of_kind("ServiceMonitor").is_empty());
+    for line in ["kubectl label namespace", "forcebacklog/value", "ss -Hltn"] {
+        assert!(r.notes.contains(line), "NOTES.txt should mention {line}");
+    }
+}
+
+#[test]
+fn values_reach_the_rendered_objects() {
+    if !support::engine_available() {
+        return;
+    }
+    let r = support::render(&json!({
+        "__name": "fb", "__namespace": "webhooks",
+        "replicaCount": 1,
+        "image": {"repository": "registry.example/fb", "tag": "v9", "pullPolicy": "Always"},
+        "defaultBacklog": 1000,
+        "initContainer": {"imagePullPolicy": "Never", "resources": {"cpu": "5m", "memory": "8Mi"}},
+        "webhook": {"failurePolicy": "Fail", "timeoutSeconds": 2, "excludeNamespaces": ["monitoring"],
+                    "validation": {"failurePolicy": "Fail"}},
+        "log": {"level": "debug", "format": "text"},
+        "metrics": {"serviceMonitor": {"enabled": true}},
+        "priorityClassName": "critical-webhooks",
+    }));
+    let c = container(&r, "Deployment/fb-forcebacklog");
+    assert_eq!(c["image"], "registry.example/fb:v9");
+    assert_eq!(c["imagePullPolicy"], "Always");
+    let a = args(&c);
+    for flag in [
+        "--image=registry.example/fb:v9",
+        "--image-pull-policy=Never",
+        "--default-backlog=1000",
+        "--init-cpu=5m",
+        "--init-memory=8Mi",
+        "--log-format=text",
+        "--log-level=debug",
+    ] {
+        assert!(a.iter().any(|x| x == flag), "{flag} missing from {a:?}");
+    }
+    let pod = &r.get("Deployment/fb-forcebacklog")["spec"]["template"]["spec"];
+    assert_eq!(pod["priorityClassName"], "critical-webhooks");
+    assert!(
+        r.of_kind("PodDisruptionBudget").is_empty(),
+        "no PDB for one replica"
+    );
+
+    let mutating = r.get("MutatingWebhookConfiguration/fb-forcebacklog");
+    for e in mutating["webhooks"].as_array().expect("webhooks") {
+        assert_eq!(e["failurePolicy"], "Fail");
+        assert_eq!(e["timeoutSeconds"], 2);
+        assert_eq!(e["clientConfig"]["service"]["namespace"], "webhooks");
+        assert_eq!(e["clientConfig"]["service"]["name"], "fb-forcebacklog");
+        assert_eq!(
+            namespace_expressions(e)[0],
+            ns_name_not_in(&["kube-system", "webhooks", "monitoring"])
+        );
+    }
+    let validating = r.get("ValidatingWebhookConfiguration/fb-forcebacklog");
+    assert_eq!(validating["webhooks"][0]["failurePolicy"], "Fail");
+
+    let monitor = r.get("ServiceMonitor/fb-forcebacklog");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    let service = r.get("Service/fb-forcebacklog");
+    assert_eq!(service["spec"]["ports"][1]["name"], "metrics");
+    assert_eq!(service["spec"]["ports"][1]["targetPort"], "admin");
+}
+
+/// Decodes one base64 field.
+fn b64(value: &Value) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(value.as_str().expect("base64 string"))
+        .expect("valid base64")
+}
+
+/// A real TLS 1.3 handshake in memory: a server with `cert_pem`/`key_pem`,
+/// a client trusting only `ca_pem` and asking for `server_name`.
+fn handshake(cert_pem: &[u8], key_pem: &[u8], ca_pem: &[u8], server_name: &str) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .expect("PEM certificate");
+    let key = PrivateKeyDer::from_pem_slice(key_pem).expect("PEM private key");
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("certificate matches key");
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(ca.expect("PEM CA")).expect("CA accepted");
+    }
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(server_name.to_owned()).expect("DNS name");
+    let mut c = rustls::ClientConnection::new(Arc::new(client), name).expect("client");
+    let mut s = rustls::ServerConnection::new(Arc::new(server)).expect("server");
+    for _ in 0..10 {
+        let mut buf = Vec::new();
+        c.write_tls(&mut buf).expect("client writes");
+        s.read_tls(&mut buf.as_slice()).expect("server reads");
+        s.process_new_packets()
+            .unwrap_or_else(|e| panic!("server rejected the handshake: {e}"));
+        let mut buf = Vec::new();
+        s.write_tls(&mut buf).expect("server writes");
+        c.read_tls(&mut buf.as_slice()).expect("client reads");
+        c.process_new_packets()
+            .unwrap_or_else(|e| panic!("client rejected {server_name}: {e}"));
+        if !c.is_handshaking() && !s.is_handshaking() {
+            return;
+        }
+    }
+    panic!("TLS handshake did not finish");
+}
+
+#[test]
+fn generated_certificate_is_consistent_and_valid_for_the_service() {
+    if !support::engine_available() {
+        return;
+    }
+    let r = support::render(&json!({}));
+    let secret = r.get("Secret/forcebacklog-tls");
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let ca = b64(&secret["data"]["ca.crt"]);
+    // One CA, rendered once: the Secret and all three entries agree.
+    for config in [
+        "MutatingWebhookConfiguration/forcebacklog",
+        "ValidatingWebhookConfiguration/forcebacklog",
+    ] {
+        for e in r.get(config)["webhooks"].as_array().expect("webhooks") {
+            assert_eq!(b64(&e["clientConfig"]["caBundle"]), ca, "{config} caBundle");
+        }
+    }
+    // The apiserver calls https://forcebacklog.forcebacklog.svc:443.
+    let crt = b64(&secret["data"]["tls.crt"]);
+    let key = b64(&secret["data"]["tls.key"]);
+    handshake(&crt, &key, &ca, "forcebacklog.forcebacklog.svc");
+    handshake(
+        &crt,
+        &key,
+        &ca,
+        "forcebacklog.forcebacklog.svc.cluster.local",
+    );
+    assert!(r.of_kind("Certificate").is_empty());
+    // The lookup that keeps the certificate across upgrades is in place.
+    let helpers = std::fs::read_to_string(support::chart_dir().join("templates/_helpers.tpl"))
+        .expect("helpers");
+    assert!(helpers.contains("lookup \"v1\" \"Secret\" .Release.Namespace"));
+}
+
+#[test]
+fn cert_manager_mode_injects_the_ca_from_the_certificate() {
+    if !support::engine_available() {
+        return;
+    }
+    let r = support::render(&json!({"certificates": {"mode": "certManager"}}));
+    assert!(
+        r.of_kind("Secret").is_empty(),
+        "cert-manager writes the Secret"
+    );
+    let cert = r.get("Certificate/forcebacklog");
+    assert_eq!(cert["spec"]["secretName"], "forcebacklog-tls");
+    assert_eq!(cert["spec"]["issuerRef"]["name"], "forcebacklog-selfsigned");
+    assert!(r.objects.contains_key("Issuer/forcebacklog-selfsigned"));
+    let names = cert["spec"]["dnsNames"].as_array().expect("dnsNames");
+    assert!(names.contains(&json!("forcebacklog.forcebacklog.svc")));
+    for config in [
+        "MutatingWebhookConfiguration/forcebacklog",
+        "ValidatingWebhookConfiguration/forcebacklog",
+    ] {
+        let object = r.get(config);
+        assert_eq!(
+            object["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "forcebacklog/forcebacklog"
+        );
+        for e in object["webhooks"].as_array().expect("webhooks") {
+            assert!(
+                e["clientConfig"]["caBundle"].is_null(),
+                "cainjector fills it"
+            );
+        }
+    }
+    let pod = &r.get("Deployment/forcebacklog")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "forcebacklog-tls"
+    );
+
+    let r = support::render(&json!({"certificates": {"mode": "certManager",
+        "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}}}));
+    assert!(r.of_kind("Issuer").is_empty());
+    assert_eq!(
+        r.get("Certificate/forcebacklog")["spec"]["issuerRef"],
+        json!({"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
+}
+
+#[test]
+fn user_supplied_secret_mode_uses_the_given_secret_and_ca() {
+    if !support::engine_available() {
+        return;
+    }
+    let ca = "TFMwdExTMUNSVWRKVGlCRFJWSlU=";
+    let r = support::render(&json!({"certificates": {"mode": "secret",
+        "secret": {"name": "my-tls", "caBundle": ca}}}));
+    assert!(r.of_kind("Secret").is_empty());
+    assert!(r.of_kind("Certificate").is_empty());
+    let pod = &r.get("Deployment/forcebacklog")["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "my-tls");
+    for e in r.get("MutatingWebhookConfiguration/forcebacklog")["webhooks"]
+        .as_array()
+        .expect("webhooks")
+    {
+        assert_eq!(e["clientConfig"]["caBundle"], ca);
+    }
+}
+
+/// Drops what only Helm adds, so deploy/ and the chart compare equal.
+fn without_helm_labels(mut object: Value) -> Value {
+    if let Some(labels) = object["metadata"]["labels"].as_object_mut() {
+        labels.remove("helm.sh/chart");
+        labels.remove("app.kubernetes.io/managed-by");
+    }
+    object
+}
+
+/// The first path where two JSON values differ.
+fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<_> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                first_difference(
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    &format!("{path}.{k}"),
+                )
+            })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(i, (p, q))| first_difference(p, q, &format!("{path}[{i}]"))),
+        _ if a == b => None,
+        _ => Some(format!("{path}: deploy/ has {a}, the chart renders {b}")),
+    }
+}
+
+#[test]
+fn deploy_manifests_agree_with_the_chart() {
+    if !support::engine_available() {
+        return;
+    }
+    let deploy = support::load_dir(&support::root().join("deploy"));
+    let chart = support::render(&json!({"certificates": {"mode": "certManager"}}));
+
+    let namespace = deploy
+        .get("Namespace/forcebacklog")
+        .expect("deploy/ creates its namespace");
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    let deploy_keys: Vec<_> = deploy
+        .keys()
+        .filter(|k| *k != "Namespace/forcebacklog")
+        .collect();
+    let chart_keys: Vec<_> = chart.objects.keys().collect();
+    assert_eq!(
+        deploy_keys, chart_keys,
+        "deploy/ must hold the chart's objects"
+    );
+
+    for (key, rendered) in &chart.objects {
+        let expected = without_helm_labels(rendered.clone());
+        if let Some(diff) = first_difference(&deploy[key], &expected, key) {
+            panic!("deploy/ and charts/forcebacklog disagree: {diff}");
+        }
+    }
+    // The key fields, spelled out.
+    let c = &deploy["Deployment/forcebacklog"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"], forcebacklog::config::DEFAULT_IMAGE);
+    assert!(args(c).contains(&format!("--image={}", forcebacklog::config::DEFAULT_IMAGE)));
+    let paths: Vec<_> = [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ]
+    .iter()
+    .flat_map(|kind| {
+        deploy[&format!("{kind}/forcebacklog")]["webhooks"]
+            .as_array()
+            .expect("webhooks")
+            .iter()
+            .map(|e| e["clientConfig"]["service"]["path"].clone())
+            .collect::<Vec<_>>()
+    })
+    .collect();
+    assert_eq!(
+        paths,
+        [
+            json!("/mutate"),
+            json!("/mutate/namespace"),
+            json!("/validate")
+        ]
+    );
+}
+
+#[test]
+fn chart_version_follows_the_crate() {
+    let chart =
+        std::fs::read_to_string(support::chart_dir().join("Chart.yaml")).expect("Chart.yaml");
+    let chart: Value = serde_saphyr::from_str(&chart).expect("Chart.yaml is YAML");
+    assert_eq!(chart["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn kind_cluster_config_has_workers_for_two_replicas() {
+    let text = std::fs::read_to_string(support::root().join("deploy/kind/cluster.yaml"))
+        .expect("deploy/kind/cluster.yaml");
+    let cluster: Value = serde_saphyr::from_str(&text).expect("YAML");
+    assert_eq!(cluster["kind"], "Cluster");
+    let workers = cluster["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["role"] == "worker")
+        .count();
+    assert!(
+        workers >= 2,
+        "two workers let the two webhook replicas spread"
+    );
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Lint and render the forcebacklog Helm chart with Helm's own engine.
+
+The engine is the helm-python-sdk package (Helm's Go library, no helm
+binary, no cluster), installed by tests/helm/install-helm-sdk.sh into
+target/helm-sdk (or $FORCEBACKLOG_HELM_SDK_DIR).
+
+    chart.py lint   CHART [VALUES_JSON]   strict lint; exit 1 on any finding
+    chart.py render CHART [VALUES_JSON]   print {template: manifest} as JSON
+    chart.py schema CHART [VALUES_JSON]   validate values only; exit 1 if invalid
+
+Release name `forcebacklog`, namespace `forcebacklog` unless the values JSON
+has the keys `__name` / `__namespace` (removed before use). Exit 2 when the
+engine is missing.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SDK = os.environ.get("FORCEBACKLOG_HELM_SDK_DIR", str(ROOT / "target" / "helm-sdk"))
+sys.path.insert(0, SDK)
+
+# The lowest Kubernetes version the chart supports (Chart.yaml kubeVersion).
+KUBE_VERSION = "v1.30.0"
+
+
+def main(argv):
+    if len(argv) not in (3, 4) or argv[1] not in ("lint", "render", "schema"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        import helm_python
+    except ImportError as err:
+        print(
+            f"chart.py: the Helm engine is not installed in {SDK} ({err}); "
+            "run tests/helm/install-helm-sdk.sh (PyPI package helm-python-sdk)",
+            file=sys.stderr,
+        )
+        return 2
+    command, chart = argv[1], argv[2]
+    values = json.loads(argv[3]) if len(argv) == 4 else {}
+    name = values.pop("__name", "forcebacklog")
+    namespace = values.pop("__namespace", "forcebacklog")
+
+    if command == "lint":
+        report = helm_python.lint(
+            chart, values, strict=True, namespace=namespace, kube_version=KUBE_VERSION
+        )
+        # Severity 1 is informational (e.g. "icon is recommended").
+        findings = [m for m in report["messages"] if m["severity"] >= 2]
+        for m in report["messages"]:
+            print(f"lint: severity={m['severity']} {m['path']}: {m['error']}")
+        for err in report["errors"]:
+            print(f"lint error: {err}")
+        return 1 if findings or report["errors"] else 0
+
+    loaded = helm_python.Chart.load(chart)
+    try:
+        loaded.validate_schema(values)
+        if command == "schema":
+            print("schema: ok")
+            return 0
+        rendered = loaded.render(values, name=name, namespace=namespace, is_install=True)
+    except helm_python.HelmError as err:
+        print(f"{command}: {err}", file=sys.stderr)
+        return 1
+    json.dump(rendered, sys.stdout, indent=1, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,190 @@
+//! Runs `tests/helm/chart.py` (Helm's engine from the helm-python-sdk
+//! package) and parses what it renders. Shared by `tests/chart_*.rs`.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The chart under test.
+pub fn chart_dir() -> PathBuf {
+    root().join("charts/forcebacklog")
+}
+
+/// True when `FORCEBACKLOG_ALLOW_SKIP=1`.
+fn skip_allowed() -> bool {
+    std::env::var("FORCEBACKLOG_ALLOW_SKIP").as_deref() == Ok("1")
+}
+
+/// Is the Helm engine usable? `Ok(false)` means "skip" (allowed by the
+/// environment); a missing engine without the opt-out panics with what to
+/// install.
+pub fn engine_available() -> bool {
+    let missing = match Command::new("python3").arg("--version").output() {
+        Err(_) => Some("python3 not found (Debian package python3)".to_owned()),
+        Ok(_) => {
+            let probe = chart_py(&["schema", &chart_dir().to_string_lossy()]);
+            match probe.status.code() {
+                Some(0) => None,
+                _ => Some(format!(
+                    "the Helm engine is missing: run tests/helm/install-helm-sdk.sh \
+                     (PyPI package helm-python-sdk) — {}",
+                    String::from_utf8_lossy(&probe.stderr).trim()
+                )),
+            }
+        }
+    };
+    match missing {
+        None => true,
+        Some(why) if skip_allowed() => {
+            eprintln!("SKIPPED (FORCEBACKLOG_ALLOW_SKIP=1): {why}");
+            false
+        }
+        Some(why) => panic!("{why} (set FORCEBACKLOG_ALLOW_SKIP=1 to skip)"),
+    }
+}
+
+/// Runs `python3 tests/helm/chart.py ARGS...`.
+pub fn chart_py(args: &[&str]) -> Output {
+    Command::new("python3")
+        .arg(root().join("tests/helm/chart.py"))
+        .args(args)
+        .output()
+        .expect("python3 runs")
+}
+
+/// `chart.py lint` with these values: (exit code 0?, stdout + stderr).
+pub fn lint(values: &Value) -> (bool, String) {
+    let out = chart_py(&["lint", &chart_dir().to_string_lossy(), &values.to_string()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `chart.py schema` with these values: Err(message) when rejected.
+pub fn schema(values: &Value) -> Result<(), String> {
+    let out = chart_py(&[
+        "schema",
+        &chart_dir().to_string_lossy(),
+        &values.to_string(),
+    ]);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The objects of a rendered chart, keyed by `Kind/name`.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Every Kubernetes object, by `Kind/name`.
+    pub objects: BTreeMap<String, Value>,
+    /// The rendered NOTES.txt.
+    pub notes: String,
+}
+
+impl Rendered {
+    /// The object `kind/name`, or a panic naming what exists.
+    pub fn get(&self, key: &str) -> &Value {
+        self.objects.get(key).unwrap_or_else(|| {
+            panic!(
+                "rendered chart has no {key}; it has {:?}",
+                self.objects.keys().collect::<Vec<_>>()
+            )
+        })
+    }
+
+    /// The objects of one kind.
+    pub fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.objects
+            .values()
+            .filter(|o| o["kind"] == kind)
+            .collect()
+    }
+}
+
+/// Renders the chart with these values (release and namespace
+/// `forcebacklog` unless `__name`/`__namespace` are given).
+pub fn render(values: &Value) -> Rendered {
+    let out = chart_py(&[
+        "render",
+        &chart_dir().to_string_lossy(),
+        &values.to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "render with {values} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let templates: BTreeMap<String, String> =
+        serde_json::from_slice(&out.stdout).expect("chart.py render prints JSON");
+    let mut objects = BTreeMap::new();
+    let mut notes = String::new();
+    for (template, text) in templates {
+        if template.ends_with("NOTES.txt") {
+            notes = text;
+            continue;
+        }
+        for object in parse_yaml_objects(&text, &template) {
+            objects.insert(object_key(&object), object);
+        }
+    }
+    Rendered { objects, notes }
+}
+
+/// Parses multi-document YAML into its (non-empty) objects.
+pub fn parse_yaml_objects(text: &str, origin: &str) -> Vec<Value> {
+    // Split on document markers ourselves: comment-only documents are
+    // normal in rendered charts.
+    let mut objects = Vec::new();
+    for doc in text.split("\n---") {
+        let has_content = doc
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l != "---");
+        if !has_content {
+            continue;
+        }
+        let value: Value = serde_saphyr::from_str(doc)
+            .unwrap_or_else(|e| panic!("{origin}: invalid YAML: {e}\n{doc}"));
+        objects.push(value);
+    }
+    objects
+}
+
+/// `Kind/name` of an object.
+pub fn object_key(object: &Value) -> String {
+    format!(
+        "{}/{}",
+        object["kind"].as_str().unwrap_or("?"),
+        object["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+/// All objects of the YAML files directly in `dir`, keyed by `Kind/name`.
+pub fn load_dir(dir: &Path) -> BTreeMap<String, Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("directory exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut objects = BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable manifest");
+        for object in parse_yaml_objects(&text, &file.to_string_lossy()) {
+            objects.insert(object_key(&object), object);
+        }
+    }
+    objects
+}
