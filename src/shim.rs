@@ -1,14 +1,102 @@
-//! The embedded shim: `install-shim` and `run` (to be written).
+//! The embedded shim, `libforcebacklog.so`: `install-shim` and `run`.
+//!
+//! The shim is built from `shim/` by the build script (a workspace of its
+//! own, see `build.rs`) and embedded here, so this binary is the only
+//! file the init container and a laptop need.
+//!
+//! - [`install`] writes it into a directory atomically, mode 0555 (the
+//!   injected init container's job).
+//! - [`run`] extracts it to a private per-user cache file and executes a
+//!   command with it preloaded (`forcebacklog run`).
 
-use std::path::Path;
+mod cache;
+mod launch;
+mod write;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// The shim's file name, everywhere (image, init container, cache).
+pub const FILE_NAME: &str = "libforcebacklog.so";
+
+/// The bytes of `libforcebacklog.so`, built by `build.rs`.
+pub static SHIM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libforcebacklog.so"));
 
 /// Why the shim could not be installed or a command could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
-    /// Placeholder.
-    #[error("not implemented yet")]
-    Todo,
+    /// The target directory does not exist.
+    #[error("{}: no such directory", path.display())]
+    MissingDir {
+        /// The directory asked for.
+        path: PathBuf,
+    },
+    /// The target path exists but is not a directory.
+    #[error("{}: not a directory", path.display())]
+    NotADirectory {
+        /// The path asked for.
+        path: PathBuf,
+    },
+    /// Writing the shim into a directory failed (read-only file system,
+    /// permissions, full disk...).
+    #[error("cannot write {} into {}", FILE_NAME, path.display())]
+    Write {
+        /// The directory written to.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--backlog` is outside 1..=65535.
+    #[error("invalid --backlog {value}: expected an integer in 1..=65535")]
+    InvalidBacklog {
+        /// The rejected value.
+        value: u16,
+    },
+    /// `--mode` is neither `raise` nor `set`.
+    #[error("invalid --mode {value:?}: expected `raise` or `set`")]
+    InvalidMode {
+        /// The rejected value.
+        value: String,
+    },
+    /// `--ports` is not a comma list of ports.
+    #[error(
+        "invalid --ports {value:?}: {item:?} is not a port; expected a comma list of \
+         integers in 1..=65535 without spaces, e.g. 8080,9090"
+    )]
+    InvalidPorts {
+        /// The whole rejected list.
+        value: String,
+        /// The first bad item.
+        item: String,
+    },
+    /// No command was given after `--`.
+    #[error("no command given: forcebacklog run --backlog N -- COMMAND [ARGS...]")]
+    NoCommand,
+    /// The private cache directory or file cannot be used safely.
+    #[error("shim cache {}: {reason}", path.display())]
+    Cache {
+        /// The directory or file concerned.
+        path: PathBuf,
+        /// Why it was refused or failed.
+        reason: String,
+    },
+    /// The command does not exist (not on `PATH`, or no such file).
+    #[error("{}: command not found", command.to_string_lossy())]
+    CommandNotFound {
+        /// The command as given.
+        command: OsString,
+    },
+    /// The command exists but could not be executed.
+    #[error("cannot run {}", command.to_string_lossy())]
+    Exec {
+        /// The command as given.
+        command: OsString,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Options of `forcebacklog run`.
@@ -24,14 +112,142 @@ pub struct RunOptions {
     pub debug: bool,
 }
 
-/// Writes `dir/libforcebacklog.so` atomically, mode 0555.
-pub fn install(dir: &Path) -> Result<std::path::PathBuf, ShimError> {
-    let _ = dir;
-    Err(ShimError::Todo)
+impl RunOptions {
+    /// Checks every option the way the shim will read it, so a value the
+    /// shim would silently ignore is an error before anything runs.
+    pub fn validate(&self) -> Result<(), ShimError> {
+        if self.backlog == 0 {
+            return Err(ShimError::InvalidBacklog {
+                value: self.backlog,
+            });
+        }
+        if let Some(mode) = &self.mode
+            && mode != "raise"
+            && mode != "set"
+        {
+            return Err(ShimError::InvalidMode {
+                value: mode.clone(),
+            });
+        }
+        if let Some(ports) = &self.ports {
+            validate_ports(ports)?;
+        }
+        Ok(())
+    }
 }
 
-/// Runs `command` with the shim preloaded; returns its exit code.
-pub fn run(options: &RunOptions, command: &[std::ffi::OsString]) -> Result<ExitCode, ShimError> {
-    let _ = (options, command);
-    Err(ShimError::Todo)
+/// Checks a `FORCEBACKLOG_PORTS` list exactly as the shim parses it:
+/// comma-separated decimal ports in 1..=65535, no spaces, no empty items.
+pub fn validate_ports(list: &str) -> Result<(), ShimError> {
+    for item in list.split(',') {
+        let valid = !item.is_empty()
+            && item.bytes().all(|b| b.is_ascii_digit())
+            && item.parse::<u16>().is_ok_and(|port| port != 0);
+        if !valid {
+            return Err(ShimError::InvalidPorts {
+                value: list.to_owned(),
+                item: item.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes `dir/libforcebacklog.so` atomically, mode 0555.
+pub fn install(dir: &Path) -> Result<PathBuf, ShimError> {
+    write::install(dir, SHIM)
+}
+
+/// Runs `command` with the shim preloaded. The command replaces this
+/// process (`exec`), so its exit code and signals pass through as if it
+/// had been started directly; this returns only on an error.
+pub fn run(options: &RunOptions, command: &[OsString]) -> Result<ExitCode, ShimError> {
+    options.validate()?;
+    let (program, args) = command.split_first().ok_or(ShimError::NoCommand)?;
+    let shim = cache::extract(SHIM)?;
+    Err(launch::exec(options, &shim, program, args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> RunOptions {
+        RunOptions {
+            backlog: 234,
+            mode: None,
+            ports: None,
+            debug: false,
+        }
+    }
+
+    #[test]
+    fn embedded_shim_is_an_elf_shared_object() {
+        assert!(SHIM.starts_with(b"\x7fELF"));
+        // e_type at offset 16: ET_DYN (3), little endian.
+        assert_eq!(SHIM.get(16..18), Some(&[3u8, 0][..]));
+    }
+
+    #[test]
+    fn valid_options_pass() {
+        let mut opts = options();
+        opts.mode = Some("set".into());
+        opts.ports = Some("8080,9090".into());
+        assert!(opts.validate().is_ok());
+        opts.mode = Some("raise".into());
+        opts.ports = Some("1".into());
+        assert!(opts.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_ports_name_the_item() {
+        for (list, item) in [
+            ("", ""),
+            ("8080,", ""),
+            ("8080, 9090", " 9090"),
+            ("0", "0"),
+            ("65536", "65536"),
+            ("+80", "+80"),
+            ("http", "http"),
+        ] {
+            let mut opts = options();
+            opts.ports = Some(list.into());
+            match opts.validate() {
+                Err(ShimError::InvalidPorts { value, item: bad }) => {
+                    assert_eq!(value, list);
+                    assert_eq!(bad, item);
+                }
+                other => panic!("{list:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_mode_and_backlog_are_rejected() {
+        let mut opts = options();
+        opts.mode = Some("lower".into());
+        assert!(matches!(
+            opts.validate(),
+            Err(ShimError::InvalidMode { .. })
+        ));
+        let mut opts = options();
+        opts.backlog = 0;
+        assert!(matches!(
+            opts.validate(),
+            Err(ShimError::InvalidBacklog { value: 0 })
+        ));
+    }
+
+    #[test]
+    fn run_without_command_is_an_error() {
+        assert!(matches!(run(&options(), &[]), Err(ShimError::NoCommand)));
+    }
+
+    #[test]
+    fn run_rejects_bad_ports_before_anything_runs() {
+        let mut opts = options();
+        opts.ports = Some("x".into());
+        let err = run(&opts, &["forcebacklog-no-such-command".into()]);
+        assert!(matches!(err, Err(ShimError::InvalidPorts { .. })));
+    }
 }

@@ -1,0 +1,150 @@
+//! Executing the command of `forcebacklog run` with the shim preloaded.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use super::{RunOptions, ShimError};
+
+/// What `run` does to one environment variable.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EnvChange {
+    /// Set it to this value.
+    Set(&'static str, OsString),
+    /// Remove it (an inherited value must not change what the options say).
+    Remove(&'static str),
+}
+
+/// The environment of the command. The options are the whole shim
+/// configuration: inherited `FORCEBACKLOG_MODE`/`PORTS`/`DEBUG` values
+/// are replaced or removed. The shim goes FIRST in `LD_PRELOAD`, before
+/// an existing value (which is kept): it chains to the next `listen`, so
+/// a later library that also wraps `listen` still runs.
+pub fn environment(
+    options: &RunOptions,
+    shim: &Path,
+    inherited_preload: Option<&OsStr>,
+) -> Vec<EnvChange> {
+    let mut preload = shim.as_os_str().to_owned();
+    if let Some(existing) = inherited_preload.filter(|v| !v.is_empty()) {
+        preload.push(":");
+        preload.push(existing);
+    }
+    let mut env = vec![
+        EnvChange::Set("BACKLOG", options.backlog.to_string().into()),
+        EnvChange::Set("LD_PRELOAD", preload),
+    ];
+    env.push(match &options.mode {
+        Some(mode) => EnvChange::Set("FORCEBACKLOG_MODE", mode.into()),
+        None => EnvChange::Remove("FORCEBACKLOG_MODE"),
+    });
+    env.push(match &options.ports {
+        Some(ports) => EnvChange::Set("FORCEBACKLOG_PORTS", ports.into()),
+        None => EnvChange::Remove("FORCEBACKLOG_PORTS"),
+    });
+    env.push(if options.debug {
+        EnvChange::Set("FORCEBACKLOG_DEBUG", "1".into())
+    } else {
+        EnvChange::Remove("FORCEBACKLOG_DEBUG")
+    });
+    env
+}
+
+/// Replaces this process with `program args...`; returns only on failure.
+pub fn exec(options: &RunOptions, shim: &Path, program: &OsStr, args: &[OsString]) -> ShimError {
+    let mut command = Command::new(program);
+    command.args(args);
+    let inherited = std::env::var_os("LD_PRELOAD");
+    for change in environment(options, shim, inherited.as_deref()) {
+        match change {
+            EnvChange::Set(key, value) => command.env(key, value),
+            EnvChange::Remove(key) => command.env_remove(key),
+        };
+    }
+    let err = command.exec();
+    if err.kind() == io::ErrorKind::NotFound {
+        ShimError::CommandNotFound {
+            command: program.to_owned(),
+        }
+    } else {
+        ShimError::Exec {
+            command: program.to_owned(),
+            source: err,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> RunOptions {
+        RunOptions {
+            backlog: 1024,
+            mode: None,
+            ports: None,
+            debug: false,
+        }
+    }
+
+    #[test]
+    fn defaults_set_backlog_and_preload_and_clear_the_rest() {
+        let env = environment(&options(), Path::new("/c/libforcebacklog.so"), None);
+        assert_eq!(
+            env,
+            vec![
+                EnvChange::Set("BACKLOG", "1024".into()),
+                EnvChange::Set("LD_PRELOAD", "/c/libforcebacklog.so".into()),
+                EnvChange::Remove("FORCEBACKLOG_MODE"),
+                EnvChange::Remove("FORCEBACKLOG_PORTS"),
+                EnvChange::Remove("FORCEBACKLOG_DEBUG"),
+            ]
+        );
+    }
+
+    #[test]
+    fn existing_preload_is_kept_after_ours() {
+        let env = environment(
+            &options(),
+            Path::new("/c/libforcebacklog.so"),
+            Some(OsStr::new("/lib/other.so")),
+        );
+        assert!(env.contains(&EnvChange::Set(
+            "LD_PRELOAD",
+            "/c/libforcebacklog.so:/lib/other.so".into()
+        )));
+        let env = environment(&options(), Path::new("/s.so"), Some(OsStr::new("")));
+        assert!(env.contains(&EnvChange::Set("LD_PRELOAD", "/s.so".into())));
+    }
+
+    #[test]
+    fn every_option_becomes_a_variable() {
+        let opts = RunOptions {
+            backlog: 234,
+            mode: Some("set".into()),
+            ports: Some("8080,9090".into()),
+            debug: true,
+        };
+        let env = environment(&opts, Path::new("/s.so"), None);
+        assert!(env.contains(&EnvChange::Set("FORCEBACKLOG_MODE", "set".into())));
+        assert!(env.contains(&EnvChange::Set("FORCEBACKLOG_PORTS", "8080,9090".into())));
+        assert!(env.contains(&EnvChange::Set("FORCEBACKLOG_DEBUG", "1".into())));
+    }
+
+    #[test]
+    fn a_missing_command_is_reported_as_such() {
+        let err = exec(
+            &options(),
+            Path::new("/nonexistent.so"),
+            OsStr::new("forcebacklog-no-such-command"),
+            &[],
+        );
+        assert!(matches!(err, ShimError::CommandNotFound { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "forcebacklog-no-such-command: command not found"
+        );
+    }
+}
