@@ -1,0 +1,217 @@
+//! The real `forcebacklog serve` process: start-up time to ready, a request
+//! over TLS, SIGTERM/SIGINT → exit 0, start-up errors → one line, exit 1.
+
+mod support_server;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use support_server::client::{Alpn, Client, admin_get};
+use support_server::pki::{Ca, write_plain};
+
+const BIN: &str = env!("CARGO_BIN_EXE_forcebacklog");
+
+/// `kill -SIG pid` with procps' kill (the crate forbids unsafe code, so no
+/// libc::kill here).
+fn send_signal(child: &Child, signal: &str) {
+    match Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+    {
+        Ok(status) => assert!(status.success(), "kill -{signal} failed: {status}"),
+        Err(err) => panic!("cannot run `kill` ({err}): install the Debian package procps"),
+    }
+}
+
+/// Waits for the process to exit, killing it after `limit`.
+fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("forcebacklog serve did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every stderr line, as it comes, on a channel.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn field(event: &Value, name: &str) -> Option<String> {
+    event["fields"][name].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_reports_ready_and_exits_0_on_sigterm_and_sigint() {
+    let ca = Ca::new();
+    let issued = ca.issue("binary", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = write_plain(dir.path(), &issued);
+
+    for signal in ["TERM", "INT"] {
+        let started = Instant::now();
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .args(["--log-format", "json", "--log-level", "info"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn forcebacklog serve");
+        let lines = stderr_lines(&mut child);
+        let mut seen = Vec::new();
+
+        // The "ready" event names both bound addresses.
+        let ready = loop {
+            let line = match lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => line,
+                Err(err) => {
+                    let _ = child.kill();
+                    panic!("no ready line ({err}); stderr so far: {seen:#?}");
+                }
+            };
+            let event: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|err| panic!("log line is not JSON ({err}): {line}"));
+            seen.push(line);
+            if field(&event, "message").as_deref() == Some("ready") {
+                break event;
+            }
+        };
+        let to_ready_line = started.elapsed();
+        assert_eq!(ready["level"], "INFO");
+        let addr: SocketAddr = field(&ready, "https")
+            .expect("https")
+            .parse()
+            .expect("addr");
+        let admin: SocketAddr = field(&ready, "admin")
+            .expect("admin")
+            .parse()
+            .expect("addr");
+        let readyz = admin_get(admin, "/readyz").await;
+        let to_readyz = started.elapsed();
+        assert_eq!(readyz.status, 200);
+        eprintln!(
+            "process start → ready log line {to_ready_line:?}, → /readyz 200 {to_readyz:?} \
+             (issue 5 target: < 50 ms; debug build)"
+        );
+
+        let mut client = Client::connect(addr, &ca.cert_der(), Alpn::Both).await;
+        let reply = client.post("/mutate", b"{".to_vec()).await;
+        assert_eq!(reply.status, 400);
+        assert!(reply.json()["error"].is_string());
+
+        // SIGTERM with an idle HTTP/2 connection still open: the server
+        // sends GOAWAY, the client closes, the process exits well within
+        // the 20 s grace period.
+        let signalled = Instant::now();
+        send_signal(&child, signal);
+        let status = wait_bounded(&mut child, Duration::from_secs(25));
+        let to_exit = signalled.elapsed();
+        drop(client);
+        assert!(status.success(), "SIG{signal}: {status}");
+        assert!(
+            to_exit < Duration::from_secs(5),
+            "SIG{signal} took {to_exit:?}"
+        );
+        eprintln!("SIG{signal} → exit 0 in {to_exit:?}");
+        let rest: Vec<Value> = lines
+            .try_iter()
+            .map(|l| serde_json::from_str(&l).expect("JSON log line"))
+            .collect();
+        let info: Vec<String> = rest
+            .iter()
+            .filter(|e| e["level"] == "INFO")
+            .filter_map(|e| field(e, "message"))
+            .collect();
+        assert!(
+            rest.iter()
+                .any(|e| field(e, "signal").as_deref() == Some(&format!("SIG{signal}"))),
+            "{rest:#?}"
+        );
+        // Lifecycle only at info: nothing per request.
+        assert_eq!(
+            info,
+            [
+                "shutting down",
+                "stopped accepting; draining in-flight requests",
+                "stopped"
+            ],
+            "{rest:#?}"
+        );
+        // The bad request was one warning.
+        let warnings = rest.iter().filter(|e| e["level"] == "WARN").count();
+        assert_eq!(warnings, 1, "{rest:#?}");
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().expect("stdout piped"), &mut stdout)
+            .expect("stdout");
+        assert_eq!(stdout, "", "serve writes nothing to stdout");
+    }
+}
+
+#[test]
+fn start_up_errors_are_one_line_and_exit_1() {
+    let ca = Ca::new();
+    let issued = ca.issue("binary", 1);
+    let other = ca.issue("other", 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = write_plain(dir.path(), &issued);
+    let wrong_key = dir.path().join("wrong.key");
+    std::fs::write(&wrong_key, &other.key_pem).expect("write");
+    let missing = dir.path().join("missing.crt");
+
+    let cases = [
+        (missing.as_path(), key.as_path(), None, "missing.crt"),
+        (cert.as_path(), wrong_key.as_path(), None, "wrong.key"),
+        (
+            cert.as_path(),
+            key.as_path(),
+            Some("forcebacklog=loud"),
+            "--log-level",
+        ),
+    ];
+    for (cert, key, level, expect) in cases {
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key);
+        if let Some(level) = level {
+            command.args(["--log-level", level]);
+        }
+        let output = command.output().expect("run forcebacklog serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{expect}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{expect}: {stderr}");
+        assert!(lines[0].starts_with("forcebacklog: "), "{stderr}");
+        assert!(lines[0].contains(expect), "{expect}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
