@@ -37,6 +37,21 @@ pub const ENV_MODE: &str = "FORCEBACKLOG_MODE";
 /// The shim's port filter variable.
 pub const ENV_PORTS: &str = "FORCEBACKLOG_PORTS";
 
+/// Where the pod template of an object of this API group and kind is, as
+/// a JSON Pointer (`""`: the object is a Pod), or `None` for kinds without one.
+/// The webhook's `/validate` and `inject` both use this list.
+pub fn pod_template_pointer(group: &str, kind: &str) -> Option<&'static str> {
+    match (group, kind) {
+        ("", "Pod") => Some(""),
+        ("", "PodTemplate") => Some("/template"),
+        ("", "ReplicationController")
+        | ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch", "Job") => Some("/spec/template"),
+        ("batch", "CronJob") => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
 /// The fields of a Pod (or pod template) the rules need, borrowed from the raw JSON.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct PodView<'a> {
