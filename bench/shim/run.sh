@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The shim benchmark: what libforcebacklog.so changes for a server with a
+# hard-coded listen(fd, 20) under a connection burst, and what loading it
+# costs. See bench/README.md ("Shim").
+#
+# usage: bench/shim/run.sh [N ...]     (default: 1000 3000)
+# env:   FORCEBACKLOG_SHIM=path   use this libforcebacklog.so instead of
+#                                 extracting the one in target/
+#        BENCH_BACKLOG=4096       BACKLOG for the "with shim" trials
+#        BENCH_EXECS=1000         /bin/true runs per exec-cost sample
+# Needs root (unshare -n), gcc, python3, iproute2 (ip, ss, nstat).
+# Takes about a minute: each trial is bounded by a 5 s deadline.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(1000 3000)
+backlog=${BENCH_BACKLOG:-4096}
+execs=${BENCH_EXECS:-1000}
+
+need() {
+  command -v "$1" >/dev/null || { echo "bench: $1 is missing: install the Debian package $2" >&2; exit 1; }
+}
+need gcc gcc
+need python3 python3
+need unshare util-linux
+need ip iproute2
+need ss iproute2
+need nstat iproute2
+[ "$(id -u)" = 0 ] || { echo "bench: run as root (each trial needs its own network namespace)" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+gcc -O2 -o "$work/slow_server" "$here/slow_server.c"
+gcc -O2 -o "$work/exec_cost" "$here/exec_cost.c"
+
+shim=${FORCEBACKLOG_SHIM:-}
+if [ -z "$shim" ]; then
+  (cd "$root" && cargo run --quiet -- install-shim "$work" >/dev/null)
+  shim=$work/libforcebacklog.so
+fi
+echo "shim: $shim ($(stat -c %s "$shim") bytes)"
+echo "server: listen(fd, 20), one thread, 1 ms per request; deadline 5 s; BACKLOG=$backlog with the shim"
+echo
+
+trial() { # trial N with|without
+  if [ "$2" = with ]; then
+    env LD_PRELOAD="$shim" BACKLOG="$backlog" unshare -n python3 "$here/burst.py" "$work/slow_server" "$1"
+  else
+    env -u LD_PRELOAD -u BACKLOG unshare -n python3 "$here/burst.py" "$work/slow_server" "$1"
+  fi
+}
+
+printf '%-6s %-8s %8s %10s %10s %11s %9s %9s %10s\n' \
+  N shim backlog served timed-out no-connect p50-ms max-ms overflows
+for n in "${sizes[@]}"; do
+  for variant in without with; do
+    trial "$n" "$variant" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+print("%-6d %-8s %8s %10s %10d %11d %9s %9s %10d" % (r["n"], sys.argv[1], r["backlog"],
+      "%d/%d" % (r["served"], r["n"]), r["timed_out"], r["connect_pending"],
+      r["p50_ms"], r["max_ms"], r["overflows"]))
+' "$variant"
+  done
+done
+
+echo
+echo "exec cost: /bin/true x $execs, mean microseconds per run, 7 alternating samples"
+without=() with=()
+for _ in 1 2 3 4 5 6 7; do
+  without+=("$(env -u LD_PRELOAD "$work/exec_cost" "$execs" /bin/true)")
+  with+=("$(env LD_PRELOAD="$shim" BACKLOG="$backlog" "$work/exec_cost" "$execs" /bin/true)")
+done
+python3 - "${without[*]}" "${with[*]}" <<'PY'
+import statistics, sys
+without = [float(x) for x in sys.argv[1].split()]
+with_ = [float(x) for x in sys.argv[2].split()]
+a, b = statistics.median(without), statistics.median(with_)
+print(f"without LD_PRELOAD: {a:.1f} us   samples {without}")
+print(f"with    LD_PRELOAD: {b:.1f} us   samples {with_}")
+print(f"ratio (median with / median without): {b / a:.3f}")
+print(f"ratio (fastest with / fastest without): {min(with_) / min(without):.3f}")
+PY
