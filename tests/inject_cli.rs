@@ -1,0 +1,425 @@
+//! `forcebacklog inject`, run as the real binary: the shipped examples, stdin,
+//! bad input, and the 34 real-world manifests of the Istio injection corpus
+//! (`../shared/corpus/istio-inject`).
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_forcebacklog"))
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Runs `forcebacklog inject ARGS` with `stdin` piped in.
+fn inject(args: &[&str], stdin: &str) -> Output {
+    let mut child = bin()
+        .arg("inject")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the forcebacklog binary runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "inject failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8 output")
+}
+
+/// Parses YAML the way Kubernetes does (YAML 1.1 octal).
+fn parse(yaml: &str) -> Vec<Value> {
+    let mut options = serde_saphyr::Options::default();
+    options.legacy_octal_numbers = true;
+    serde_saphyr::from_multiple_with_options(yaml, options).expect("valid YAML")
+}
+
+/// The pod templates of a document, with a path for messages.
+fn templates(doc: &Value, at: String, out: &mut Vec<(String, Value)>) {
+    let kind = doc["kind"].as_str().unwrap_or("");
+    if kind.ends_with("List") {
+        for (i, item) in doc["items"].as_array().into_iter().flatten().enumerate() {
+            templates(item, format!("{at}/items/{i}"), out);
+        }
+        return;
+    }
+    let pointer = match kind {
+        "Pod" => "",
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "Job"
+            if doc["apiVersion"] != "apps.openshift.io/v1" =>
+        {
+            "/spec/template"
+        }
+        "CronJob" => "/spec/jobTemplate/spec/template",
+        _ => return,
+    };
+    if let Some(t) = doc.pointer(pointer) {
+        out.push((format!("{at}{pointer}"), t.clone()));
+    }
+}
+
+/// Every document deserialises as its k8s-openapi type.
+fn typed(doc: &Value) {
+    use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+    fn is<T: serde::de::DeserializeOwned + k8s_openapi::Resource>(doc: &Value) {
+        // Older served versions of a kind (batch/v2alpha1 CronJob) have the
+        // same shape: read them as the current version.
+        let mut doc = doc.clone();
+        doc["apiVersion"] = T::API_VERSION.into();
+        if let Err(e) = serde_json::from_value::<T>(doc.clone()) {
+            panic!(
+                "{} is not a valid {}: {e}",
+                doc["kind"],
+                std::any::type_name::<T>()
+            );
+        }
+    }
+    match doc["kind"].as_str().unwrap_or("") {
+        "Pod" => is::<core::Pod>(doc),
+        "Deployment" if doc["apiVersion"] == "apps/v1" => is::<apps::Deployment>(doc),
+        "StatefulSet" => is::<apps::StatefulSet>(doc),
+        "DaemonSet" => is::<apps::DaemonSet>(doc),
+        "ReplicaSet" => is::<apps::ReplicaSet>(doc),
+        "ReplicationController" => is::<core::ReplicationController>(doc),
+        "Job" => is::<batch::Job>(doc),
+        "CronJob" => is::<batch::CronJob>(doc),
+        "Service" => is::<core::Service>(doc),
+        "ConfigMap" => is::<core::ConfigMap>(doc),
+        _ => {}
+    }
+    for item in doc["items"].as_array().into_iter().flatten() {
+        typed(item);
+    }
+}
+
+fn status(template: &Value) -> Option<&str> {
+    template["metadata"]["annotations"]["forcebacklog/status"].as_str()
+}
+
+/// Removes everything injection adds, so that input and output can be
+/// compared: proves nothing else changed.
+fn strip_injection(doc: &mut Value) {
+    match doc {
+        Value::Object(map) => {
+            for key in [
+                "initContainers",
+                "containers",
+                "volumes",
+                "volumeMounts",
+                "env",
+            ] {
+                if let Some(Value::Array(items)) = map.get_mut(key) {
+                    items.retain(|item| {
+                        let name = item["name"].as_str().unwrap_or("");
+                        !matches!(
+                            name,
+                            "forcebacklog-install"
+                                | "forcebacklog-shim"
+                                | "BACKLOG"
+                                | "LD_PRELOAD"
+                                | "FORCEBACKLOG_MODE"
+                                | "FORCEBACKLOG_PORTS"
+                        )
+                    });
+                }
+            }
+            if let Some(Value::Object(annotations)) = map.get_mut("annotations") {
+                annotations.remove("forcebacklog/status");
+            }
+            for value in map.values_mut() {
+                strip_injection(value);
+            }
+            map.retain(|key, value| {
+                let empty = match value {
+                    Value::Array(a) => a.is_empty(),
+                    Value::Object(o) => o.is_empty(),
+                    _ => false,
+                };
+                !(empty
+                    && matches!(
+                        key.as_str(),
+                        "initContainers"
+                            | "volumes"
+                            | "volumeMounts"
+                            | "env"
+                            | "annotations"
+                            | "metadata"
+                    ))
+            });
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_injection),
+        _ => {}
+    }
+}
+
+#[test]
+fn example_deployment_is_injected_and_idempotent() {
+    let out = bin()
+        .args(["inject", "-f"])
+        .arg(repo("examples/deployment.yaml"))
+        .output()
+        .expect("runs");
+    let yaml = stdout(&out);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = parse(&yaml);
+    assert_eq!(docs.len(), 1);
+    typed(&docs[0]);
+    let t = &docs[0]["spec"]["template"];
+    assert_eq!(status(t), Some("injected"));
+    let init = &t["spec"]["initContainers"][0];
+    assert_eq!(init["name"], "forcebacklog-install");
+    assert_eq!(init["securityContext"]["runAsUser"], 65532);
+    let web = &t["spec"]["containers"][0];
+    assert_eq!(web["env"][0]["name"], "BACKLOG");
+    assert_eq!(web["env"][0]["value"], "1024");
+    assert_eq!(
+        web["env"][1]["value"],
+        "/opt/forcebacklog/libforcebacklog.so"
+    );
+    assert_eq!(web["volumeMounts"][0]["readOnly"], true);
+    // The user's container fields are all still there.
+    assert_eq!(web["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(web["command"][2], "http.server");
+
+    // inject of its own output (via stdin) changes nothing.
+    let again = stdout(&inject(&["-f", "-"], &yaml));
+    assert_eq!(again, yaml);
+}
+
+#[test]
+fn example_multi_document_stream() {
+    let input = std::fs::read_to_string(repo("examples/multi.yaml")).expect("example");
+    let yaml = stdout(&inject(&["-f", "-"], &input));
+    let docs = parse(&yaml);
+    assert_eq!(docs.len(), 3, "CronJob, List, ConfigMap");
+    docs.iter().for_each(typed);
+    let mut found = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        templates(doc, format!("doc{i}"), &mut found);
+    }
+    assert_eq!(found.len(), 2, "{found:?}");
+    for (at, t) in &found {
+        assert_eq!(status(t), Some("injected"), "{at}");
+    }
+    let cron = &found[0].1["spec"]["containers"][0]["env"];
+    assert_eq!(cron[2]["name"], "FORCEBACKLOG_MODE");
+    assert_eq!(cron[2]["value"], "set");
+    let sts = &found[1].1["spec"];
+    assert_eq!(
+        sts["containers"][0]["env"][0]["value"],
+        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2:/opt/forcebacklog/libforcebacklog.so"
+    );
+    assert!(
+        sts["containers"][1].get("env").is_none(),
+        "metrics not selected"
+    );
+    // The ConfigMap and the Service pass through as they were.
+    let original = parse(&input);
+    assert_eq!(docs[2], original[2]);
+    assert_eq!(docs[1]["items"][1], original[1]["items"][1]);
+    assert_eq!(docs[2]["data"]["mode"], "0644");
+    assert_eq!(stdout(&inject(&["-f", "-"], &yaml)), yaml);
+}
+
+#[test]
+fn templates_without_annotation_need_backlog() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: x\n";
+    let untouched = stdout(&inject(&["-f", "-"], pod));
+    assert_eq!(parse(&untouched), parse(pod));
+    let injected = stdout(&inject(&["-f", "-", "--backlog", "300"], pod));
+    let docs = parse(&injected);
+    assert_eq!(docs[0]["spec"]["containers"][0]["env"][0]["value"], "300");
+    // --default-backlog is what `forcebacklog/inject: "true"` means.
+    let opted = pod.replace(
+        "name: p\n",
+        "name: p\n  annotations:\n    forcebacklog/inject: \"true\"\n",
+    );
+    let docs = parse(&stdout(&inject(
+        &["-f", "-", "--default-backlog", "999"],
+        &opted,
+    )));
+    assert_eq!(docs[0]["spec"]["containers"][0]["env"][0]["value"], "999");
+}
+
+#[test]
+fn warnings_go_to_stderr_and_skips_are_recorded() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    forcebacklog/value: \"abc\"\nspec:\n  containers:\n  - name: a\n";
+    let out = inject(&["-f", "-"], pod);
+    let docs = parse(&stdout(&out));
+    assert_eq!(
+        status(&docs[0]),
+        Some(
+            r#"skipped: forcebacklog/value: "abc" is not a backlog: expected a decimal integer in 1..=65535"#
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "forcebacklog: warning: document 1 (Pod p): pod not injected: forcebacklog/value: \"abc\" is not a backlog: expected a decimal integer in 1..=65535\n"
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_and_a_failure() {
+    let bad =
+        "apiVersion: v1\nkind: ConfigMap\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: [x\n";
+    let out = inject(&["-f", "-"], bad);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("forcebacklog: -: invalid YAML in document 2 at line "),
+        "{err}"
+    );
+    assert!(err.contains(", column "), "{err}");
+
+    let out = bin()
+        .args(["inject", "-f", "/nonexistent/manifest.yaml"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert_eq!(
+        err,
+        "forcebacklog: cannot read /nonexistent/manifest.yaml: No such file or directory (os error 2)\n"
+    );
+
+    let out = inject(
+        &["-f", "-"],
+        "kind: Deployment\napiVersion: apps/v1\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers: 5\n",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).expect("utf-8");
+    assert!(
+        err.starts_with(
+            "forcebacklog: -: document 1 (Deployment d): the pod template is not valid: "
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1);
+}
+
+#[test]
+fn istio_corpus_with_backlog_234() {
+    let dir = repo("../shared/corpus/istio-inject");
+    if !dir.is_dir() {
+        if std::env::var_os("FORCEBACKLOG_ALLOW_SKIP").is_some() {
+            println!("SKIP: {} is missing", dir.display());
+            return;
+        }
+        panic!(
+            "the manifest corpus {} is missing (CI checks out shared/ beside the repository)",
+            dir.display()
+        );
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("corpus dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 34, "the corpus has 34 manifests");
+    let mut injected_templates = 0;
+    for file in &files {
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        let input = std::fs::read_to_string(file).expect("read");
+        let out = bin()
+            .args(["inject", "--backlog", "234", "-f"])
+            .arg(file)
+            .output()
+            .expect("runs");
+        let yaml = stdout(&out);
+        assert!(
+            out.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let docs = parse(&yaml);
+        let original = parse(&input);
+        assert_eq!(docs.len(), original.len(), "{name}");
+        let mut found = Vec::new();
+        for (i, doc) in docs.iter().enumerate() {
+            typed(doc);
+            templates(doc, format!("{name}#{i}"), &mut found);
+        }
+        if name == "deploymentconfig.yaml" {
+            // An OpenShift DeploymentConfig is not a kind forcebacklog knows: untouched.
+            assert!(found.is_empty());
+            assert_eq!(docs, original, "{name}");
+        } else {
+            assert!(!found.is_empty(), "{name} has pod templates");
+        }
+        for (at, t) in &found {
+            assert_eq!(status(t), Some("injected"), "{at}");
+            let spec = &t["spec"];
+            assert_eq!(
+                spec["initContainers"][0]["name"], "forcebacklog-install",
+                "{at}"
+            );
+            for c in spec["containers"].as_array().expect("containers") {
+                let env = c["env"].as_array().expect("env");
+                assert!(
+                    env.iter()
+                        .any(|e| e["name"] == "BACKLOG" && e["value"] == "234"),
+                    "{at}: {c}"
+                );
+            }
+            // Native sidecars are not selected by default.
+            for c in spec["initContainers"]
+                .as_array()
+                .expect("init")
+                .iter()
+                .skip(1)
+            {
+                assert!(
+                    c.get("env")
+                        .is_none_or(|env| !env.to_string().contains("BACKLOG")),
+                    "{at}"
+                );
+            }
+            injected_templates += 1;
+        }
+        // Nothing but the injection changed.
+        let mut stripped = docs.clone();
+        let mut expected = original.clone();
+        stripped.iter_mut().for_each(strip_injection);
+        expected.iter_mut().for_each(strip_injection);
+        assert_eq!(stripped, expected, "{name}: only injection differs");
+        // Idempotent.
+        let again = stdout(&inject(&["--backlog", "234", "-f", "-"], &yaml));
+        assert_eq!(again, yaml, "{name}: inject of its own output");
+    }
+    assert_eq!(
+        injected_templates, 34,
+        "one template per file, two in hello-multi, none in deploymentconfig"
+    );
+}
