@@ -56,7 +56,9 @@ fn build() -> Result<(), String> {
     let out_dir = PathBuf::from(env_var("OUT_DIR")?);
     let destination = out_dir.join("libforcebacklog.so");
 
-    let built = match env::var_os("FORCEBACKLOG_SHIM_SO").filter(|v| !v.is_empty()) {
+    let prebuilt = env::var_os("FORCEBACKLOG_SHIM_SO").filter(|v| !v.is_empty());
+    let from_env = prebuilt.is_some();
+    let built = match prebuilt {
         Some(prebuilt) => {
             let prebuilt = PathBuf::from(prebuilt);
             println!("cargo:rerun-if-changed={}", prebuilt.display());
@@ -64,7 +66,13 @@ fn build() -> Result<(), String> {
         }
         None => build_shim()?,
     };
-    check_elf(&built)?;
+    check_elf(&built).map_err(|err| {
+        if from_env {
+            format!("FORCEBACKLOG_SHIM_SO: {err}")
+        } else {
+            err
+        }
+    })?;
     fs::copy(&built, &destination).map_err(|err| {
         format!(
             "copying {} to {}: {err}",
