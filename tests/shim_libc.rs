@@ -272,3 +272,47 @@ fn exec_child_inherits(libc: Libc) {
     let out = running.finish();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// A program without any libc, linked directly against the shim: none of
+/// the weak libc symbols exists, the shim still loads, and its raw
+/// `listen` system call gives the kernel's results.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn without_libc_symbols_the_raw_syscall_is_used() {
+    if !support::require_tool("gcc", "gcc") {
+        return;
+    }
+    let shim = support::shim();
+    let shim_dir = shim.parent().expect("the shim's directory");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let program = dir.path().join("no_libc");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/no_libc.c");
+    let out = std::process::Command::new("gcc")
+        .args([
+            "-O2",
+            "-nostdlib",
+            "-nostartfiles",
+            "-fno-stack-protector",
+            "-o",
+        ])
+        .arg(&program)
+        .arg(&source)
+        .arg("-L")
+        .arg(shim_dir)
+        .arg("-l:libforcebacklog.so")
+        .arg(format!("-Wl,-rpath,{}", shim_dir.display()))
+        .output()
+        .expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new(&program)
+        .env("BACKLOG", "234")
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .expect("run the program");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{out:?}");
+    assert!(out.status.success(), "{out:?}");
+}
