@@ -322,13 +322,12 @@ proptest! {
 /// status; once the status is removed they are empty: treat empty, null
 /// and absent alike.
 fn strip_empty_meta(mut pod: Value) -> Value {
-    if let Some(Value::Object(meta)) = pod.get_mut("metadata") {
-        if meta
+    if let Some(Value::Object(meta)) = pod.get_mut("metadata")
+        && meta
             .get("annotations")
             .is_some_and(|a| a.is_null() || a.as_object().is_some_and(Map::is_empty))
-        {
-            meta.remove("annotations");
-        }
+    {
+        meta.remove("annotations");
     }
     if pod
         .get("metadata")
