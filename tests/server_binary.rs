@@ -3,13 +3,16 @@
 
 mod support_server;
 
+use hyper::body::{Bytes, Frame};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use support_server::client::{Alpn, Client, admin_get};
+use support_server::client::{Alpn, Client, admin_get, bounded, half_sent};
+use support_server::fixtures::{pod, review};
 use support_server::pki::{Ca, write_plain};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forcebacklog");
@@ -60,6 +63,70 @@ fn field(event: &Value, name: &str) -> Option<String> {
     event["fields"][name].as_str().map(str::to_owned)
 }
 
+/// A running `forcebacklog serve` and what its "ready" line said.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    to_ready_line: Duration,
+    started: Instant,
+}
+
+/// Starts the binary on 127.0.0.1:0 with JSON logs and waits for "ready".
+fn start(cert: &Path, key: &Path) -> Running {
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--tls-cert")
+        .arg(cert)
+        .arg("--tls-key")
+        .arg(key)
+        .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .args(["--log-format", "json", "--log-level", "info"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn forcebacklog serve");
+    let lines = stderr_lines(&mut child);
+    let mut seen = Vec::new();
+    // The "ready" event names both bound addresses.
+    let ready = loop {
+        let line = match lines.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => line,
+            Err(err) => {
+                let _ = child.kill();
+                panic!("no ready line ({err}); stderr so far: {seen:#?}");
+            }
+        };
+        let event: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|err| panic!("log line is not JSON ({err}): {line}"));
+        seen.push(line);
+        if field(&event, "message").as_deref() == Some("ready") {
+            break event;
+        }
+    };
+    let to_ready_line = started.elapsed();
+    assert_eq!(ready["level"], "INFO");
+    let addr = field(&ready, "https")
+        .expect("https")
+        .parse()
+        .expect("addr");
+    let admin = field(&ready, "admin")
+        .expect("admin")
+        .parse()
+        .expect("addr");
+    Running {
+        child,
+        lines,
+        addr,
+        admin,
+        to_ready_line,
+        started,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_reports_ready_and_exits_0_on_sigterm_and_sigint() {
     let ca = Ca::new();
@@ -68,49 +135,14 @@ async fn the_binary_serves_reports_ready_and_exits_0_on_sigterm_and_sigint() {
     let (cert, key) = write_plain(dir.path(), &issued);
 
     for signal in ["TERM", "INT"] {
-        let started = Instant::now();
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
-            .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-            .args(["--log-format", "json", "--log-level", "info"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn forcebacklog serve");
-        let lines = stderr_lines(&mut child);
-        let mut seen = Vec::new();
-
-        // The "ready" event names both bound addresses.
-        let ready = loop {
-            let line = match lines.recv_timeout(Duration::from_secs(20)) {
-                Ok(line) => line,
-                Err(err) => {
-                    let _ = child.kill();
-                    panic!("no ready line ({err}); stderr so far: {seen:#?}");
-                }
-            };
-            let event: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|err| panic!("log line is not JSON ({err}): {line}"));
-            seen.push(line);
-            if field(&event, "message").as_deref() == Some("ready") {
-                break event;
-            }
-        };
-        let to_ready_line = started.elapsed();
-        assert_eq!(ready["level"], "INFO");
-        let addr: SocketAddr = field(&ready, "https")
-            .expect("https")
-            .parse()
-            .expect("addr");
-        let admin: SocketAddr = field(&ready, "admin")
-            .expect("admin")
-            .parse()
-            .expect("addr");
+        let Running {
+            mut child,
+            lines,
+            addr,
+            admin,
+            to_ready_line,
+            started,
+        } = start(&cert, &key);
         let readyz = admin_get(admin, "/readyz").await;
         let to_readyz = started.elapsed();
         assert_eq!(readyz.status, 200);
@@ -214,4 +246,67 @@ fn start_up_errors_are_one_line_and_exit_1() {
         assert!(lines[0].contains(expect), "{expect}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_waits_for_an_in_flight_request_and_a_second_signal_ends_at_once() {
+    let ca = Ca::new();
+    let issued = ca.issue("binary", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = write_plain(dir.path(), &issued);
+    let body = review(
+        "uid-binary",
+        "CREATE",
+        &pod(serde_json::json!({ "forcebacklog/value": "234" })),
+    );
+
+    // One SIGTERM: the process stays until the in-flight request is answered.
+    let mut running = start(&cert, &key);
+    let mut reference = Client::connect(running.addr, &ca.cert_der(), Alpn::H2).await;
+    let expected = reference.post("/mutate", body.clone()).await;
+    drop(reference);
+    let client = Client::connect(running.addr, &ca.cert_der(), Alpn::Http11).await;
+    let (mut tx, task) = half_sent(client, body.clone()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send_signal(&running.child, "TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        running.child.try_wait().expect("try_wait").is_none(),
+        "exited with a request in flight"
+    );
+    assert_eq!(admin_get(running.admin, "/readyz").await.status, 503);
+    tx.send(Frame::data(Bytes::copy_from_slice(&body[body.len() / 2..])))
+        .await
+        .expect("second half");
+    let reply = bounded("in-flight answer", task)
+        .await
+        .expect("join")
+        .expect("answered");
+    assert_eq!(reply.status, expected.status);
+    assert_eq!(reply.body, expected.body);
+    let status = wait_bounded(&mut running.child, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+
+    // Two signals: the second ends the process without waiting.
+    let mut running = start(&cert, &key);
+    let client = Client::connect(running.addr, &ca.cert_der(), Alpn::H2).await;
+    let (_tx, _task) = half_sent(client, body.clone()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    send_signal(&running.child, "TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(running.child.try_wait().expect("try_wait").is_none());
+    let second = Instant::now();
+    send_signal(&running.child, "INT");
+    let status = wait_bounded(&mut running.child, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert!(
+        second.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        second.elapsed()
+    );
+    let logged: Vec<String> = running.lines.try_iter().collect();
+    assert!(
+        logged.iter().any(|l| l.contains("second signal")),
+        "{logged:#?}"
+    );
 }

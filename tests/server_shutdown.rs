@@ -3,39 +3,14 @@
 
 mod support_server;
 
-use http_body_util::BodyExt;
 use hyper::Method;
 use hyper::body::{Bytes, Frame};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use support_server::client::{Alpn, Client, Reply, admin_get, bounded};
+use support_server::client::{Alpn, Client, admin_get, bounded, half_sent};
 use support_server::fixtures::{pod, review};
 use support_server::pki::{Ca, write_plain};
 use support_server::{TestServer, quick};
-
-/// Starts a request whose body arrives in two halves; returns the sender
-/// of the second half and the task that yields the response.
-async fn half_sent(
-    mut client: Client,
-    body: Vec<u8>,
-) -> (
-    http_body_util::channel::Sender<Bytes>,
-    tokio::task::JoinHandle<Result<Reply, hyper::Error>>,
-) {
-    let (mut tx, channel) = http_body_util::channel::Channel::<Bytes>::new(2);
-    let request = client
-        .request(Method::POST, "/mutate")
-        .header("content-type", "application/json")
-        .header("content-length", body.len().to_string())
-        .body(channel.map_err(|never| match never {}).boxed())
-        .expect("request");
-    let half = body.len() / 2;
-    tx.send(Frame::data(Bytes::copy_from_slice(&body[..half])))
-        .await
-        .expect("first half");
-    let task = tokio::spawn(async move { client.send(request).await });
-    (tx, task)
-}
 
 #[tokio::test]
 async fn in_flight_requests_finish_new_connections_are_refused_and_run_returns() {

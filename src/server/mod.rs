@@ -9,7 +9,7 @@
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on plain HTTP.
 //! - [`metrics`]: the Prometheus registry of one server.
 //! - [`logging`]: tracing-subscriber set-up, text or JSON.
-//! - [`shutdown`]: turns SIGTERM/SIGINT into a future.
+//! - [`shutdown`]: SIGTERM/SIGINT handling for [`serve`].
 //!
 //! [`run`] is the whole server on listeners the caller bound, until a
 //! future resolves, which is how the tests drive it on `127.0.0.1:0`;
@@ -144,15 +144,32 @@ pub fn init_logging(filter: &str, json: bool) -> Result<(), ServeError> {
 }
 
 /// Runs the webhook until SIGTERM/SIGINT (binds the addresses itself).
+///
+/// The first signal starts the graceful shutdown of [`run`]; a second one
+/// returns at once, without waiting for in-flight requests.
 pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
-    let signal = shutdown::on_signal().map_err(ServeError::Signals)?;
+    let mut signals = shutdown::Signals::install().map_err(ServeError::Signals)?;
     let listener = bind("webhook", config.addr)?;
     let admin = bind("admin", config.admin_addr)?;
-    run(listener, admin, config, async move {
-        let name = signal.await;
-        tracing::info!(signal = name, "shutting down");
-    })
-    .await
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = run(listener, admin, config, async move {
+        let _ = stopped.await;
+    });
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result,
+        name = signals.next() => {
+            tracing::info!(signal = name, "shutting down");
+            let _ = stop.send(());
+        }
+    }
+    tokio::select! {
+        result = &mut server => result,
+        name = signals.next() => {
+            tracing::warn!(signal = name, "second signal: exiting without waiting for in-flight requests");
+            Ok(())
+        }
+    }
 }
 
 /// A listening socket with SO_REUSEADDR and a [`LISTEN_BACKLOG`] queue.

@@ -1,18 +1,30 @@
-//! SIGTERM/SIGINT → a future, for `serve`.
+//! SIGTERM/SIGINT for `serve`: the first starts a graceful shutdown, a
+//! second one ends the process without waiting for in-flight requests.
 
-use std::future::Future;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Installs the SIGTERM and SIGINT handlers now (so a signal that arrives
-/// during start-up is not fatal) and returns a future that resolves with
-/// the name of the first one received.
-pub fn on_signal() -> std::io::Result<impl Future<Output = &'static str> + Send> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
+/// The SIGTERM and SIGINT handlers, installed when created (so a signal
+/// that arrives during start-up is not fatal).
+#[derive(Debug)]
+pub struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers.
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the next SIGTERM or SIGINT and returns its name.
+    pub async fn next(&mut self) -> &'static str {
         tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
-    })
+    }
 }

@@ -5,7 +5,7 @@
 
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Frame};
 use hyper::client::conn::{http1, http2};
 use hyper::{HeaderMap, Method, Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -290,4 +290,28 @@ pub fn sample(metrics: &str, series: &str) -> Option<f64> {
         let rest = line.strip_prefix(series)?;
         rest.strip_prefix(' ')?.trim().parse().ok()
     })
+}
+
+/// Starts a request whose body arrives in two halves; returns the sender
+/// of the second half and the task that yields the response.
+pub async fn half_sent(
+    mut client: Client,
+    body: Vec<u8>,
+) -> (
+    http_body_util::channel::Sender<Bytes>,
+    tokio::task::JoinHandle<Result<Reply, hyper::Error>>,
+) {
+    let (mut tx, channel) = http_body_util::channel::Channel::<Bytes>::new(2);
+    let request = client
+        .request(Method::POST, "/mutate")
+        .header("content-type", "application/json")
+        .header("content-length", body.len().to_string())
+        .body(channel.map_err(|never| match never {}).boxed())
+        .expect("request");
+    let half = body.len() / 2;
+    tx.send(Frame::data(Bytes::copy_from_slice(&body[..half])))
+        .await
+        .expect("first half");
+    let task = tokio::spawn(async move { client.send(request).await });
+    (tx, task)
 }
