@@ -14,9 +14,10 @@
 # Without registry access, docker/build-local.sh builds the same final
 # stage from a binary built on the host (docker/Dockerfile.local).
 
-ARG RUST_VERSION=1.90
+# The toolchain the project is built and tested with.
+ARG RUST_VERSION=1.95
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM rust:${RUST_VERSION}-trixie AS build
 # Set by buildx/BuildKit from --platform: amd64 or arm64.
 ARG TARGETARCH
 # musl-tools: musl-gcc, the C compiler for ring's C/assembly parts.

@@ -24,7 +24,7 @@ SDK = os.environ.get("FORCEBACKLOG_HELM_SDK_DIR", str(ROOT / "target" / "helm-sd
 sys.path.insert(0, SDK)
 
 # The lowest Kubernetes version the chart supports (Chart.yaml kubeVersion).
-KUBE_VERSION = "v1.30.0"
+KUBE_VERSION = "v1.23.0"
 
 
 def main(argv):
