@@ -69,27 +69,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The generated certificate, as a dict {crt, key, ca} of PEM strings.
-Computed ONCE per render and memoised, so the Secret and the webhook
-configurations agree. An existing Secret (found with lookup) is reused: the
+Computed ONCE per render and memoised in the render context (shared by all
+templates of the chart, never stored with the release), so the Secret and
+the webhook configurations agree. An existing Secret (found with lookup) is reused: the
 certificate is generated at the first install only and stays the same across
 upgrades. (`helm template` cannot look up, and renders a fresh one.)
 */}}
 {{- define "forcebacklog.generatedCert" -}}
-{{- if not (hasKey .Values "forcebacklogGeneratedCert") }}
+{{- if not (hasKey . "forcebacklogGeneratedCert") }}
 {{- $existing := lookup "v1" "Secret" .Release.Namespace (include "forcebacklog.tlsSecretName" .) }}
 {{- $data := dict }}
 {{- if $existing }}{{ $data = default dict $existing.data }}{{ end }}
 {{- if and (hasKey $data "tls.crt") (hasKey $data "tls.key") (hasKey $data "ca.crt") }}
-{{- $_ := set .Values "forcebacklogGeneratedCert" (dict "crt" (index $data "tls.crt" | b64dec) "key" (index $data "tls.key" | b64dec) "ca" (index $data "ca.crt" | b64dec)) }}
+{{- $_ := set . "forcebacklogGeneratedCert" (dict "crt" (index $data "tls.crt" | b64dec) "key" (index $data "tls.key" | b64dec) "ca" (index $data "ca.crt" | b64dec)) }}
 {{- else }}
 {{- $days := int .Values.certificates.generate.validityDays }}
 {{- $ca := genCA (printf "%s-ca" (include "forcebacklog.fullname" .)) $days }}
 {{- $names := include "forcebacklog.dnsNames" . | fromJsonArray }}
 {{- $cert := genSignedCert (index $names 2) nil $names $days $ca }}
-{{- $_ := set .Values "forcebacklogGeneratedCert" (dict "crt" $cert.Cert "key" $cert.Key "ca" $ca.Cert) }}
+{{- $_ := set . "forcebacklogGeneratedCert" (dict "crt" $cert.Cert "key" $cert.Key "ca" $ca.Cert) }}
 {{- end }}
 {{- end }}
-{{- toJson .Values.forcebacklogGeneratedCert }}
+{{- toJson .forcebacklogGeneratedCert }}
 {{- end }}
 
 {{/* Namespaces the webhook never touches. */}}
