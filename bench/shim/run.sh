@@ -7,7 +7,8 @@
 # env:   FORCEBACKLOG_SHIM=path   use this libforcebacklog.so instead of
 #                                 extracting the one in target/
 #        BENCH_BACKLOG=4096       BACKLOG for the "with shim" trials
-#        BENCH_EXECS=1000         /bin/true runs per exec-cost sample
+#        BENCH_EXECS=1000         /bin/true runs with and without the shim,
+#                                 in 10 alternating batches each
 # Needs root (unshare -n), gcc, python3, iproute2 (ip, ss, nstat).
 # Takes about a minute: each trial is bounded by a 5 s deadline.
 set -euo pipefail
@@ -66,19 +67,25 @@ print("%-6d %-8s %8s %10s %10d %11d %9s %9s %10d" % (r["n"], sys.argv[1], r["bac
 done
 
 echo
-echo "exec cost: /bin/true x $execs, mean microseconds per run, 7 alternating samples"
-without=() with=()
-for _ in 1 2 3 4 5 6 7; do
-  without+=("$(env -u LD_PRELOAD "$work/exec_cost" "$execs" /bin/true)")
-  with+=("$(env LD_PRELOAD="$shim" BACKLOG="$backlog" "$work/exec_cost" "$execs" /bin/true)")
+pairs=10
+batch=$(( (execs + pairs - 1) / pairs ))
+echo "exec cost: /bin/true $execs times without and with LD_PRELOAD, in $pairs alternating batches of $batch"
+samples=$work/exec-samples
+: >"$samples"
+for _ in $(seq "$pairs"); do
+  echo "without $(env -u LD_PRELOAD "$work/exec_cost" "$batch" /bin/true)" >>"$samples"
+  echo "with $(env LD_PRELOAD="$shim" BACKLOG="$backlog" "$work/exec_cost" "$batch" /bin/true)" >>"$samples"
 done
-python3 - "${without[*]}" "${with[*]}" <<'PY'
+python3 - "$samples" <<'PY'
 import statistics, sys
-without = [float(x) for x in sys.argv[1].split()]
-with_ = [float(x) for x in sys.argv[2].split()]
-a, b = statistics.median(without), statistics.median(with_)
-print(f"without LD_PRELOAD: {a:.1f} us   samples {without}")
-print(f"with    LD_PRELOAD: {b:.1f} us   samples {with_}")
-print(f"ratio (median with / median without): {b / a:.3f}")
-print(f"ratio (fastest with / fastest without): {min(with_) / min(without):.3f}")
+runs = {"without": [], "with": []}
+for line in open(sys.argv[1]):
+    variant, wall, cpu = line.split()
+    runs[variant].append((float(wall), float(cpu)))
+for i, what in ((0, "wall"), (1, "cpu ")):
+    a = [r[i] for r in runs["without"]]
+    b = [r[i] for r in runs["with"]]
+    pairs = statistics.median(y / x for x, y in zip(a, b))
+    print(f"{what}: without {statistics.median(a):7.1f} us  with {statistics.median(b):7.1f} us  "
+          f"ratio {statistics.median(b) / statistics.median(a):.3f} (median of pair ratios {pairs:.3f})")
 PY
