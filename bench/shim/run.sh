@@ -4,6 +4,7 @@
 # costs. See bench/README.md ("Shim").
 #
 # usage: bench/shim/run.sh [N ...]     (default: 1000 3000)
+#        bench/shim/run.sh --exec-only  (only the exec cost)
 # env:   FORCEBACKLOG_SHIM=path   use this libforcebacklog.so instead of
 #                                 extracting the one in target/
 #        BENCH_BACKLOG=4096       BACKLOG for the "with shim" trials
@@ -16,6 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000 3000)
+[ "${sizes[0]}" != --exec-only ] || sizes=()
 backlog=${BENCH_BACKLOG:-4096}
 execs=${BENCH_EXECS:-1000}
 
@@ -52,9 +54,9 @@ trial() { # trial N with|without
   fi
 }
 
-printf '%-6s %-8s %8s %10s %10s %11s %9s %9s %10s\n' \
+[ ${#sizes[@]} -eq 0 ] || printf '%-6s %-8s %8s %10s %10s %11s %9s %9s %10s\n' \
   N shim backlog served timed-out no-connect p50-ms max-ms overflows
-for n in "${sizes[@]}"; do
+for n in "${sizes[@]+"${sizes[@]}"}"; do
   for variant in without with; do
     trial "$n" "$variant" | python3 -c '
 import json, sys
@@ -67,25 +69,32 @@ print("%-6d %-8s %8s %10s %10d %11d %9s %9s %10d" % (r["n"], sys.argv[1], r["bac
 done
 
 echo
+# Baseline for the cost of LD_PRELOAD itself: the smallest library gcc makes.
+echo 'int forcebacklog_bench_empty;' >"$work/empty.c"
+gcc -shared -nostdlib -o "$work/libempty.so" "$work/empty.c"
 pairs=10
 batch=$(( (execs + pairs - 1) / pairs ))
-echo "exec cost: /bin/true $execs times without and with LD_PRELOAD, in $pairs alternating batches of $batch"
+echo "exec cost: /bin/true $execs times without LD_PRELOAD, with the shim, with an empty library ($(stat -c %s "$work/libempty.so") bytes);"
+echo "$pairs alternating batches of $batch; mean microseconds per run; ratio = median with / median without (median of per-batch ratios)"
 samples=$work/exec-samples
-: >"$samples"
 for _ in $(seq "$pairs"); do
-  echo "without $(env -u LD_PRELOAD "$work/exec_cost" "$batch" /bin/true)" >>"$samples"
-  echo "with $(env LD_PRELOAD="$shim" BACKLOG="$backlog" "$work/exec_cost" "$batch" /bin/true)" >>"$samples"
-done
+  echo "without $(env -u LD_PRELOAD "$work/exec_cost" "$batch" /bin/true)"
+  echo "shim $(env LD_PRELOAD="$shim" BACKLOG="$backlog" "$work/exec_cost" "$batch" /bin/true)"
+  echo "empty $(env LD_PRELOAD="$work/libempty.so" "$work/exec_cost" "$batch" /bin/true)"
+done >"$samples"
 python3 - "$samples" <<'PY'
 import statistics, sys
-runs = {"without": [], "with": []}
+runs = {"without": [], "shim": [], "empty": []}
 for line in open(sys.argv[1]):
     variant, wall, cpu = line.split()
     runs[variant].append((float(wall), float(cpu)))
 for i, what in ((0, "wall"), (1, "cpu ")):
-    a = [r[i] for r in runs["without"]]
-    b = [r[i] for r in runs["with"]]
-    pairs = statistics.median(y / x for x, y in zip(a, b))
-    print(f"{what}: without {statistics.median(a):7.1f} us  with {statistics.median(b):7.1f} us  "
-          f"ratio {statistics.median(b) / statistics.median(a):.3f} (median of pair ratios {pairs:.3f})")
+    base = [r[i] for r in runs["without"]]
+    row = f"{what}: without {statistics.median(base):6.1f}"
+    for variant in ("shim", "empty"):
+        xs = [r[i] for r in runs[variant]]
+        pairs = statistics.median(y / x for x, y in zip(base, xs))
+        ratio = statistics.median(xs) / statistics.median(base)
+        row += f" | {variant} {statistics.median(xs):6.1f} ratio {ratio:.3f} ({pairs:.3f})"
+    print(row)
 PY
