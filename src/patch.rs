@@ -18,27 +18,47 @@ use crate::plan::{
     StatusAt, VOLUME_NAME, Verdict,
 };
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
-/// One RFC 6902 operation (always `add`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One RFC 6902 operation (always `add`). The value is kept as JSON text:
+/// it is written into the response as it is, without building a tree.
+#[derive(Debug, Clone, Serialize)]
 pub struct Op {
     /// The operation: `add`.
     pub op: &'static str,
     /// The JSON Pointer (RFC 6901) of the target.
     pub path: String,
-    /// The value to add.
-    pub value: Value,
+    /// The value to add, as JSON.
+    pub value: Box<RawValue>,
+}
+
+impl PartialEq for Op {
+    fn eq(&self, other: &Self) -> bool {
+        self.op == other.op && self.path == other.path && self.value.get() == other.value.get()
+    }
 }
 
 impl Op {
-    fn add(path: String, value: Value) -> Self {
+    fn add(path: String, value: &impl Serialize) -> Self {
         Op {
             op: "add",
             path,
-            value,
+            value: raw(value),
         }
     }
+
+    /// The value as a JSON tree.
+    pub fn value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(self.value.get())
+    }
+}
+
+/// JSON text of one of the values below.
+fn raw(value: &impl Serialize) -> Box<RawValue> {
+    // The values are strings, numbers, booleans and structs of them with
+    // string keys: serialising them into a String cannot fail.
+    serde_json::value::to_raw_value(value).expect("plain data serialises to JSON")
 }
 
 /// The outcome of the mutation core for one pod.
@@ -68,6 +88,114 @@ pub fn escape(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
+/// `{"forcebacklog/status": …}`.
+#[derive(Serialize)]
+struct StatusAnnotation<'a> {
+    #[serde(rename = "forcebacklog/status")]
+    status: &'a str,
+}
+
+/// `{"annotations": {"forcebacklog/status": …}}`.
+#[derive(Serialize)]
+struct StatusMetadata<'a> {
+    annotations: StatusAnnotation<'a>,
+}
+
+#[derive(Serialize)]
+struct EnvVar<'a> {
+    name: &'a str,
+    value: &'a str,
+}
+
+#[derive(Serialize)]
+struct Mount {
+    name: &'static str,
+    #[serde(rename = "mountPath")]
+    mount_path: &'static str,
+    #[serde(rename = "readOnly", skip_serializing_if = "Option::is_none")]
+    read_only: Option<bool>,
+}
+
+/// The read-only mount of app containers.
+const APP_MOUNT: Mount = Mount {
+    name: VOLUME_NAME,
+    mount_path: MOUNT_PATH,
+    read_only: Some(true),
+};
+
+#[derive(Serialize)]
+struct Volume<'a> {
+    name: &'static str,
+    #[serde(rename = "emptyDir")]
+    empty_dir: EmptyDir<'a>,
+}
+
+#[derive(Serialize)]
+struct EmptyDir<'a> {
+    #[serde(rename = "sizeLimit")]
+    size_limit: &'a str,
+}
+
+#[derive(Serialize)]
+struct InitContainer<'a> {
+    name: &'static str,
+    image: &'a str,
+    #[serde(rename = "imagePullPolicy", skip_serializing_if = "Option::is_none")]
+    image_pull_policy: Option<&'a str>,
+    command: [&'static str; 3],
+    resources: Resources<'a>,
+    #[serde(rename = "securityContext")]
+    security_context: SecurityContext,
+    #[serde(rename = "volumeMounts")]
+    volume_mounts: [Mount; 1],
+    #[serde(rename = "terminationMessagePolicy")]
+    termination_message_policy: &'static str,
+}
+
+#[derive(Serialize)]
+struct Resources<'a> {
+    requests: Quantities<'a>,
+    limits: Quantities<'a>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Quantities<'a> {
+    cpu: &'a str,
+    memory: &'a str,
+}
+
+/// Pod Security "restricted".
+#[derive(Serialize)]
+struct SecurityContext {
+    #[serde(rename = "runAsNonRoot")]
+    run_as_non_root: bool,
+    #[serde(rename = "runAsUser")]
+    run_as_user: u32,
+    #[serde(rename = "runAsGroup")]
+    run_as_group: u32,
+    #[serde(rename = "allowPrivilegeEscalation")]
+    allow_privilege_escalation: bool,
+    #[serde(rename = "readOnlyRootFilesystem")]
+    read_only_root_filesystem: bool,
+    capabilities: Capabilities,
+    #[serde(rename = "seccompProfile")]
+    seccomp_profile: SeccompProfile,
+}
+
+#[derive(Serialize)]
+struct Capabilities {
+    drop: [&'static str; 1],
+}
+
+#[derive(Serialize)]
+struct SeccompProfile {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// The user and group the init container runs as (distroless `nonroot`).
+const INIT_USER: u32 = 65532;
+
 /// Renders a plan as operations, in an order where every path is valid
 /// when its operation runs: status, volume, containers (original
 /// indices), and last the init container inserted at index 0.
@@ -75,51 +203,47 @@ pub fn operations(plan: &Plan, config: &InjectConfig) -> Vec<Op> {
     let work = &plan.work;
     let mut ops = Vec::with_capacity(3 + work.containers.len() * 4);
     if let Some(status) = &plan.status {
-        let value = Value::String(status.value.clone());
+        let value = status.value.as_str();
         ops.push(match status.at {
             StatusAt::NoMetadata => Op::add(
                 "/metadata".to_owned(),
-                json!({ "annotations": { annotations::STATUS: value } }),
+                &StatusMetadata {
+                    annotations: StatusAnnotation { status: value },
+                },
             ),
             StatusAt::NoAnnotations => Op::add(
                 "/metadata/annotations".to_owned(),
-                json!({ annotations::STATUS: value }),
+                &StatusAnnotation { status: value },
             ),
             StatusAt::Annotations => Op::add(
                 format!("/metadata/annotations/{}", escape(annotations::STATUS)),
-                value,
+                &value,
             ),
         });
     }
-    push_add(&mut ops, work.volume, "/spec/volumes", "-", || {
-        volume(config)
-    });
+    push_add(&mut ops, work.volume, "/spec/volumes", "-", &volume(config));
     for container in &work.containers {
         container_ops(&mut ops, container);
     }
-    push_add(
-        &mut ops,
-        work.init_container,
-        "/spec/initContainers",
-        "0",
-        || init_container(config),
-    );
+    if work.init_container != Add::Nothing {
+        push_add(
+            &mut ops,
+            work.init_container,
+            "/spec/initContainers",
+            "0",
+            &init_container(config),
+        );
+    }
     ops
 }
 
 /// Adds `element` to the array at `array`: at `position` when it exists,
 /// as a new one-element array when it does not.
-fn push_add(
-    ops: &mut Vec<Op>,
-    add: Add,
-    array: &str,
-    position: &str,
-    element: impl FnOnce() -> Value,
-) {
+fn push_add<T: Serialize>(ops: &mut Vec<Op>, add: Add, array: &str, position: &str, element: &T) {
     match add {
         Add::Nothing => {}
-        Add::Into => ops.push(Op::add(format!("{array}/{position}"), element())),
-        Add::Create => ops.push(Op::add(array.to_owned(), Value::Array(vec![element()]))),
+        Add::Into => ops.push(Op::add(format!("{array}/{position}"), element)),
+        Add::Create => ops.push(Op::add(array.to_owned(), &[element])),
     }
 }
 
@@ -134,76 +258,72 @@ fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork) {
         c.mount,
         &format!("{base}/volumeMounts"),
         "-",
-        || json!({ "name": VOLUME_NAME, "mountPath": MOUNT_PATH, "readOnly": true }),
+        &APP_MOUNT,
     );
     let mut new_vars = Vec::new();
     for edit in &c.env {
         match edit {
-            EnvEdit::Add { name, value } => new_vars.push(json!({ "name": name, "value": value })),
-            EnvEdit::SetValue { index, value } => ops.push(Op::add(
-                format!("{base}/env/{index}/value"),
-                Value::String(value.clone()),
-            )),
+            EnvEdit::Add { name, value } => new_vars.push(EnvVar { name, value }),
+            EnvEdit::SetValue { index, value } => {
+                ops.push(Op::add(format!("{base}/env/{index}/value"), value));
+            }
         }
     }
     if new_vars.is_empty() {
         return;
     }
     if c.env_present {
-        for var in new_vars {
+        for var in &new_vars {
             ops.push(Op::add(format!("{base}/env/-"), var));
         }
     } else {
-        ops.push(Op::add(format!("{base}/env"), Value::Array(new_vars)));
+        ops.push(Op::add(format!("{base}/env"), &new_vars));
     }
 }
 
 /// The emptyDir volume that holds the shim.
-fn volume(config: &InjectConfig) -> Value {
-    json!({ "name": VOLUME_NAME, "emptyDir": { "sizeLimit": config.volume_size_limit } })
+fn volume(config: &InjectConfig) -> Volume<'_> {
+    Volume {
+        name: VOLUME_NAME,
+        empty_dir: EmptyDir {
+            size_limit: &config.volume_size_limit,
+        },
+    }
 }
 
 /// The install-shim init container: Pod Security "restricted", requests = limits.
-fn init_container(config: &InjectConfig) -> Value {
-    let resources = json!({
-        "cpu": config.init_resources.cpu,
-        "memory": config.init_resources.memory,
-    });
-    let mut c = Map::new();
-    c.insert("name".into(), INIT_CONTAINER_NAME.into());
-    c.insert("image".into(), config.image.clone().into());
-    if let Some(policy) = &config.image_pull_policy {
-        c.insert("imagePullPolicy".into(), policy.clone().into());
+fn init_container(config: &InjectConfig) -> InitContainer<'_> {
+    let quantities = Quantities {
+        cpu: &config.init_resources.cpu,
+        memory: &config.init_resources.memory,
+    };
+    InitContainer {
+        name: INIT_CONTAINER_NAME,
+        image: &config.image,
+        image_pull_policy: config.image_pull_policy.as_deref(),
+        command: ["/forcebacklog", "install-shim", MOUNT_PATH],
+        resources: Resources {
+            requests: quantities,
+            limits: quantities,
+        },
+        security_context: SecurityContext {
+            run_as_non_root: true,
+            run_as_user: INIT_USER,
+            run_as_group: INIT_USER,
+            allow_privilege_escalation: false,
+            read_only_root_filesystem: true,
+            capabilities: Capabilities { drop: ["ALL"] },
+            seccomp_profile: SeccompProfile {
+                kind: "RuntimeDefault",
+            },
+        },
+        volume_mounts: [Mount {
+            name: VOLUME_NAME,
+            mount_path: MOUNT_PATH,
+            read_only: None,
+        }],
+        termination_message_policy: "FallbackToLogsOnError",
     }
-    c.insert(
-        "command".into(),
-        json!(["/forcebacklog", "install-shim", MOUNT_PATH]),
-    );
-    c.insert(
-        "resources".into(),
-        json!({ "requests": resources, "limits": resources }),
-    );
-    c.insert(
-        "securityContext".into(),
-        json!({
-            "runAsNonRoot": true,
-            "runAsUser": 65532,
-            "runAsGroup": 65532,
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "capabilities": { "drop": ["ALL"] },
-            "seccompProfile": { "type": "RuntimeDefault" },
-        }),
-    );
-    c.insert(
-        "volumeMounts".into(),
-        json!([{ "name": VOLUME_NAME, "mountPath": MOUNT_PATH }]),
-    );
-    c.insert(
-        "terminationMessagePolicy".into(),
-        "FallbackToLogsOnError".into(),
-    );
-    Value::Object(c)
 }
 
 /// Why operations could not be applied to a document.
@@ -216,6 +336,14 @@ pub enum ApplyError {
         op: String,
         /// Its path.
         path: String,
+    },
+    /// The value is not JSON.
+    #[error("JSON Patch value at {path} is not JSON: {message}")]
+    Value {
+        /// The path of the operation.
+        path: String,
+        /// The parser's message.
+        message: String,
     },
     /// The path does not lead to an existing parent, or the index is out of range.
     #[error("JSON Patch path {0} does not exist in the document")]
@@ -232,7 +360,11 @@ pub fn apply(doc: &mut Value, ops: &[Op]) -> Result<(), ApplyError> {
                 path: op.path.clone(),
             });
         }
-        add(doc, &op.path, op.value.clone())?;
+        let value = op.value().map_err(|e| ApplyError::Value {
+            path: op.path.clone(),
+            message: e.to_string(),
+        })?;
+        add(doc, &op.path, value)?;
     }
     Ok(())
 }
@@ -296,6 +428,7 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::Pod;
     use serde::Deserialize;
+    use serde_json::json;
 
     const ANNOTATED: Defaults = Defaults {
         backlog: 4096,
@@ -566,14 +699,17 @@ mod tests {
             volume_size_limit: "2Mi".into(),
             ..InjectConfig::default()
         };
-        let init = init_container(&config);
+        let init = serde_json::to_value(init_container(&config)).unwrap();
         assert_eq!(init["image"], "registry.local/fb:1");
         assert_eq!(init["imagePullPolicy"], "IfNotPresent");
         assert_eq!(
             init["resources"]["limits"],
             json!({"cpu": "20m", "memory": "32Mi"})
         );
-        assert_eq!(volume(&config)["emptyDir"]["sizeLimit"], "2Mi");
+        assert_eq!(
+            serde_json::to_value(volume(&config)).unwrap()["emptyDir"]["sizeLimit"],
+            "2Mi"
+        );
         let _: k8s_openapi::api::core::v1::Container =
             serde_json::from_value(init).expect("a Container");
     }
@@ -617,7 +753,7 @@ mod tests {
     #[test]
     fn apply_rejects_bad_paths() {
         let mut doc = json!({"a": [1]});
-        let op = |p: &str| Op::add(p.into(), json!(0));
+        let op = |p: &str| Op::add(p.into(), &0);
         assert!(apply(&mut doc, &[op("/b/c")]).is_err());
         assert!(apply(&mut doc, &[op("/a/5")]).is_err());
         assert!(apply(&mut doc, &[op("/a/01")]).is_err());

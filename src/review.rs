@@ -100,20 +100,22 @@ pub enum ReviewError {
 const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
 
+/// The envelope; `O` is how the object is read: as raw JSON, or for Pod
+/// CREATE on `/mutate` directly as a [`PodView`] (one pass over the bytes).
 #[derive(Deserialize)]
-struct ReviewIn<'a> {
+struct ReviewIn<'a, O> {
     #[serde(borrow, default, rename = "apiVersion")]
     api_version: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    request: Option<RequestIn<'a>>,
+    #[serde(borrow, default = "none")]
+    request: Option<RequestIn<'a, O>>,
 }
 
 /// The request's fields are optional here so that a wrong `apiVersion`
 /// is reported as such; [`Request::from`] then requires them.
 #[derive(Deserialize)]
-struct RequestIn<'a> {
+struct RequestIn<'a, O> {
     #[serde(borrow, default)]
     uid: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -122,24 +124,38 @@ struct RequestIn<'a> {
     sub_resource: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     operation: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
+    #[serde(default = "none")]
+    object: Option<O>,
     #[serde(borrow, default, rename = "oldObject")]
     old_object: Option<&'a RawValue>,
 }
 
+fn none<O>() -> Option<O> {
+    None
+}
+
 /// A request with its required fields.
-struct Request<'a> {
+struct Request<'a, O> {
     uid: Cow<'a, str>,
     kind: GroupKind<'a>,
     sub_resource: Option<Cow<'a, str>>,
     operation: Cow<'a, str>,
-    object: Option<&'a RawValue>,
+    object: Option<O>,
     old_object: Option<&'a RawValue>,
 }
 
-impl<'a> Request<'a> {
-    fn from(r: RequestIn<'a>) -> Result<Self, ReviewError> {
+impl<'a, O> Request<'a, O> {
+    /// Checks the envelope and the request's required fields.
+    fn from(review: ReviewIn<'a, O>) -> Result<Self, ReviewError> {
+        if review.api_version.as_deref() != Some(API_VERSION)
+            || review.kind.as_deref() != Some(KIND)
+        {
+            return Err(ReviewError::NotAdmissionReviewV1 {
+                api_version: review.api_version.unwrap_or_default().into_owned(),
+                kind: review.kind.unwrap_or_default().into_owned(),
+            });
+        }
+        let r = review.request.ok_or(ReviewError::NoRequest)?;
         let missing = |field: &str| ReviewError::Malformed(format!("request.{field} is missing"));
         Ok(Request {
             uid: r.uid.ok_or_else(|| missing("uid"))?,
@@ -149,6 +165,11 @@ impl<'a> Request<'a> {
             object: r.object,
             old_object: r.old_object,
         })
+    }
+
+    /// A Pod CREATE (not a subresource): what `/mutate` acts on.
+    fn is_pod_create(&self) -> bool {
+        is_pod(&self.kind) && self.operation == "CREATE" && !has_sub_resource(self)
     }
 }
 
@@ -220,24 +241,34 @@ pub fn handle(
     endpoint: Endpoint,
     config: &InjectConfig,
 ) -> Result<Reviewed, ReviewError> {
-    let review: ReviewIn<'_> =
-        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
-    if review.api_version.as_deref() != Some(API_VERSION) || review.kind.as_deref() != Some(KIND) {
-        return Err(ReviewError::NotAdmissionReviewV1 {
-            api_version: review.api_version.unwrap_or_default().into_owned(),
-            kind: review.kind.unwrap_or_default().into_owned(),
-        });
+    if let Endpoint::Mutate { namespace_opt_in } = endpoint {
+        // The hot path: the pod is read in the same pass as the envelope.
+        // Anything this does not fit (another kind, a malformed object) is
+        // read again below, to answer it or to say precisely what is wrong.
+        if let Ok(review) = serde_json::from_slice::<ReviewIn<'_, PodView<'_>>>(body) {
+            let request = Request::from(review)?;
+            if let (true, Some(pod)) = (request.is_pod_create(), &request.object) {
+                let answer = mutate_pod(pod, namespace_opt_in, config)?;
+                return respond(&request.uid, answer);
+            }
+        }
     }
-    let request = Request::from(review.request.ok_or(ReviewError::NoRequest)?)?;
+    let review: ReviewIn<'_, &RawValue> =
+        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    let request = Request::from(review)?;
     let answer = match endpoint {
         Endpoint::Mutate { namespace_opt_in } => mutate(&request, namespace_opt_in, config)?,
         Endpoint::Validate => validate(&request, config)?,
     };
+    respond(&request.uid, answer)
+}
+
+fn respond(uid: &str, answer: Answer) -> Result<Reviewed, ReviewError> {
     let out = ReviewOut {
         api_version: API_VERSION,
         kind: KIND,
         response: ResponseOut {
-            uid: &request.uid,
+            uid,
             allowed: answer.denial.is_none(),
             status: match &answer.denial {
                 None => StatusOut::default(),
@@ -272,11 +303,11 @@ fn bad_object(kind: &GroupKind<'_>, message: impl ToString) -> ReviewError {
 }
 
 fn mutate(
-    request: &Request<'_>,
+    request: &Request<'_, &RawValue>,
     namespace_opt_in: bool,
     config: &InjectConfig,
 ) -> Result<Answer, ReviewError> {
-    if !is_pod(&request.kind) || request.operation != "CREATE" || has_sub_resource(request) {
+    if !request.is_pod_create() {
         return Ok(Answer::allow(Outcome::Untouched));
     }
     let object = request
@@ -284,11 +315,19 @@ fn mutate(
         .ok_or_else(|| bad_object(&request.kind, "missing"))?;
     let pod: PodView<'_> =
         serde_json::from_str(object.get()).map_err(|e| bad_object(&request.kind, e))?;
+    mutate_pod(&pod, namespace_opt_in, config)
+}
+
+fn mutate_pod(
+    pod: &PodView<'_>,
+    namespace_opt_in: bool,
+    config: &InjectConfig,
+) -> Result<Answer, ReviewError> {
     let defaults = Defaults {
         backlog: config.default_backlog,
         implicit: namespace_opt_in,
     };
-    let mutation = patch::mutate(&pod, defaults, config);
+    let mutation = patch::mutate(pod, defaults, config);
     let outcome = match &mutation.verdict {
         Verdict::Inject => Outcome::Injected,
         Verdict::NotTargeted | Verdict::AlreadyInjected => Outcome::Untouched,
@@ -310,7 +349,7 @@ fn mutate(
     })
 }
 
-fn has_sub_resource(request: &Request<'_>) -> bool {
+fn has_sub_resource<O>(request: &Request<'_, O>) -> bool {
     request
         .sub_resource
         .as_deref()
@@ -328,7 +367,10 @@ fn user_keys<'x>(a: &'x Annotations<'_>) -> [Option<&'x annotations::Raw<'x>>; 5
     ]
 }
 
-fn validate(request: &Request<'_>, config: &InjectConfig) -> Result<Answer, ReviewError> {
+fn validate(
+    request: &Request<'_, &RawValue>,
+    config: &InjectConfig,
+) -> Result<Answer, ReviewError> {
     let operation = request.operation.as_ref();
     if !matches!(operation, "CREATE" | "UPDATE") || has_sub_resource(request) {
         return Ok(Answer::allow(Outcome::Allowed));
@@ -423,7 +465,11 @@ fn validate(request: &Request<'_>, config: &InjectConfig) -> Result<Answer, Revi
 
 /// True when the old object's template carries the same `forcebacklog/*`
 /// annotations: the update does not touch them, so it is not judged.
-fn unchanged_in_old(request: &Request<'_>, pointer: &str, new: &Annotations<'_>) -> bool {
+fn unchanged_in_old(
+    request: &Request<'_, &RawValue>,
+    pointer: &str,
+    new: &Annotations<'_>,
+) -> bool {
     let Some(old) = request.old_object else {
         return false;
     };
