@@ -607,6 +607,32 @@ mod tests {
     }
 
     #[test]
+    fn objects_that_do_not_fit_the_pod_view_are_read_again() {
+        let config = InjectConfig::default();
+        // Not a Pod, and not pod-shaped: allowed untouched, not an error.
+        let body = review(
+            json!({"group": "example.com", "version": "v1", "kind": "Widget"}),
+            "CREATE",
+            json!({"spec": {"containers": 5}, "metadata": {"annotations": ["x"]}}),
+        );
+        let r = handle(&body, MUTATE, &config).unwrap();
+        assert_eq!(r.outcome, Outcome::Untouched);
+        // The envelope is judged the same way on both paths.
+        let mut wrong: Value = serde_json::from_slice(&review(
+            pod_kind(),
+            "CREATE",
+            json!({"spec": {"containers": []}}),
+        ))
+        .unwrap();
+        wrong["apiVersion"] = json!("admission.k8s.io/v1beta1");
+        let err = handle(wrong.to_string().as_bytes(), MUTATE, &config).unwrap_err();
+        assert!(
+            matches!(err, ReviewError::NotAdmissionReviewV1 { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn skipped_outcomes_carry_their_label() {
         let config = InjectConfig::default();
         let cases = [
