@@ -37,6 +37,20 @@ pub const STATUS_INJECTED: &str = "injected";
 /// The highest backlog the kernel accepts without a pod sysctl on kernels ≥ 5.4.
 pub const DEFAULT_SOMAXCONN: u16 = 4096;
 
+/// How many names a message lists at most.
+pub const MAX_LISTED: usize = 8;
+/// How many characters of a value a message quotes at most.
+const MAX_QUOTED: usize = 64;
+
+/// A value as quoted in messages: at most 64 characters, then `…`, so
+/// hostile input cannot blow up warnings and status annotations.
+pub fn clip(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED) {
+        None => s.to_owned(),
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+    }
+}
+
 /// The value of one of our annotations, as found in the object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Raw<'a> {
@@ -53,7 +67,7 @@ impl Raw<'_> {
             Raw::Str(s) => Ok(s),
             Raw::NotString(found) => Err(AnnotationError::NotAString {
                 key,
-                found: found.clone(),
+                found: clip(found),
             }),
         }
     }
@@ -89,8 +103,12 @@ impl<'a> Annotations<'a> {
             PORTS => &mut self.ports,
             STATUS => &mut self.status,
             other => {
-                if other.starts_with(PREFIX) && !self.unknown.iter().any(|k| k == other) {
-                    self.unknown.push(other.to_owned());
+                // A few are enough to point at the typo; the list stays bounded.
+                if other.starts_with(PREFIX)
+                    && self.unknown.len() < MAX_LISTED
+                    && !self.unknown.iter().any(|k| k == other)
+                {
+                    self.unknown.push(clip(other));
                 }
                 return;
             }
@@ -268,7 +286,7 @@ impl AnnotationError {
 
 /// Parses a backlog: a decimal integer in 1..=65535 (the shim's own rule).
 pub fn parse_backlog(s: &str) -> Result<u16, AnnotationError> {
-    parse_u16_nonzero(s).ok_or_else(|| AnnotationError::Backlog(s.to_owned()))
+    parse_u16_nonzero(s).ok_or_else(|| AnnotationError::Backlog(clip(s)))
 }
 
 fn parse_u16_nonzero(s: &str) -> Option<u16> {
@@ -289,7 +307,7 @@ fn parse_switch(s: &str) -> Result<Switch, AnnotationError> {
     match s {
         "true" | "enabled" => Ok(Switch::On),
         "false" | "disabled" => Ok(Switch::Off),
-        other => Err(AnnotationError::Inject(other.to_owned())),
+        other => Err(AnnotationError::Inject(clip(other))),
     }
 }
 
@@ -297,7 +315,7 @@ fn parse_mode(s: &str) -> Result<Mode, AnnotationError> {
     match s {
         "raise" => Ok(Mode::Raise),
         "set" => Ok(Mode::Set),
-        other => Err(AnnotationError::Mode(other.to_owned())),
+        other => Err(AnnotationError::Mode(clip(other))),
     }
 }
 
@@ -308,8 +326,8 @@ fn parse_ports(s: &str) -> Result<String, AnnotationError> {
         let item = item.trim();
         let Some(port) = parse_u16_nonzero(item) else {
             return Err(AnnotationError::Ports {
-                value: s.to_owned(),
-                bad: item.to_owned(),
+                value: clip(s),
+                bad: clip(item),
             });
         };
         if !out.is_empty() {
@@ -322,12 +340,13 @@ fn parse_ports(s: &str) -> Result<String, AnnotationError> {
 
 fn parse_containers(s: &str) -> Result<Vec<String>, AnnotationError> {
     let mut names: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for item in s.split(',') {
         let item = item.trim();
         if item.is_empty() {
-            return Err(AnnotationError::ContainerList(s.to_owned()));
+            return Err(AnnotationError::ContainerList(clip(s)));
         }
-        if !names.iter().any(|n| n == item) {
+        if seen.insert(item) {
             names.push(item.to_owned());
         }
     }
@@ -683,6 +702,27 @@ mod tests {
             err.to_string(),
             "forcebacklog/containers: \"web,foo\" names \"foo\" which is not an app container or native sidecar of this pod: expected names among [web, api]"
         );
+    }
+
+    #[test]
+    fn messages_quote_at_most_64_characters() {
+        let long = "9".repeat(10_000);
+        let err = targeting(&ann(&[(VALUE, &long)]), NONE).unwrap_err();
+        assert_eq!(err, AnnotationError::Backlog(format!("{}…", &long[..64])));
+        assert!(err.to_string().len() < 200);
+        assert_eq!(clip("é".repeat(70).as_str()).chars().count(), 65);
+        assert_eq!(clip("short"), "short");
+        // Many distinct unknown keys: a bounded list.
+        let mut a = Annotations::default();
+        for i in 0..10_000 {
+            a.insert(&format!("forcebacklog/k{i}"), Raw::Str(Cow::Borrowed("x")));
+        }
+        assert_eq!(a.unknown.len(), MAX_LISTED);
+        // A long container list parses in linear time.
+        let names: Vec<String> = (0..100_000).map(|i| format!("c{i}")).collect();
+        let joined = names.join(",");
+        let s = settings_of(targeting(&ann(&[(VALUE, "9"), (CONTAINERS, &joined)]), NONE).unwrap());
+        assert_eq!(s.containers, Containers::Named(names));
     }
 
     #[test]

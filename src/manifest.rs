@@ -35,18 +35,16 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     /// The input is not valid YAML.
-    #[error(
-        "{file}: invalid YAML in document {document} at line {line}, column {column}: {message}"
-    )]
+    #[error("{file}: invalid YAML in document {document}{}: {message}", position(.line, .column))]
     Yaml {
         /// The file name (`-` for stdin).
         file: String,
         /// The document (1-based) the error is in.
         document: usize,
-        /// The line (1-based).
-        line: u64,
-        /// The column (1-based).
-        column: u64,
+        /// The line (1-based), when the reader reported one.
+        line: Option<u64>,
+        /// The column (1-based), when the reader reported one.
+        column: Option<u64>,
         /// What the YAML reader reported.
         message: String,
     },
@@ -81,6 +79,14 @@ pub enum ManifestError {
     /// Standard output could not be written.
     #[error("cannot write to standard output")]
     Write(#[source] std::io::Error),
+}
+
+fn position(line: &Option<u64>, column: &Option<u64>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!(" at line {line}, column {column}"),
+        (Some(line), None) => format!(" at line {line}"),
+        _ => String::new(),
+    }
 }
 
 /// The mutated YAML and the warnings the webhook would have returned.
@@ -157,20 +163,20 @@ fn parse(input: &str, file: &str) -> Result<Vec<Value>, ManifestError> {
     options.legacy_octal_numbers = true;
     options.with_snippet = false;
     serde_saphyr::from_multiple_with_options::<Value>(input, options).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
+        let location = e.location();
         let mut message = e.without_snippet().to_string();
-        let suffix = format!(" at line {line}, column {column}");
-        if let Some(stripped) = message.strip_suffix(&suffix) {
-            message = stripped.to_owned();
+        if let Some(l) = location {
+            // The reader appends the position; the error names it once.
+            let suffix = format!(" at line {}, column {}", l.line(), l.column());
+            if let Some(stripped) = message.strip_suffix(&suffix) {
+                message = stripped.to_owned();
+            }
         }
         ManifestError::Yaml {
             file: file.to_owned(),
-            document: document_at_line(input, line),
-            line,
-            column,
+            document: location.map_or(1, |l| document_at_line(input, l.line())),
+            line: location.map(|l| l.line()),
+            column: location.map(|l| l.column()),
             message,
         }
     })
@@ -446,7 +452,7 @@ spec:
         let ManifestError::Yaml { document, line, .. } = &err else {
             panic!("{err}")
         };
-        assert_eq!((*document, *line > 2), (2, true), "{err}");
+        assert_eq!((*document, line.unwrap() > 2), (2, true), "{err}");
         let text = err.to_string();
         assert!(
             text.starts_with("in.yaml: invalid YAML in document 2 at line "),

@@ -18,6 +18,7 @@ use crate::annotations::{
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 /// The injected emptyDir volume.
@@ -481,11 +482,21 @@ pub fn plan(pod: &PodView<'_>, defaults: Defaults) -> Plan {
         }
         Verdict::Inject
     };
+    bound(&mut warnings);
     Plan {
         verdict,
         warnings,
         status: status_edit(pod, annotations::STATUS_INJECTED.to_owned()),
         work,
+    }
+}
+
+/// Keeps the warnings of a pod with many containers to a readable few.
+fn bound(warnings: &mut Vec<String>) {
+    if warnings.len() > annotations::MAX_LISTED {
+        let more = warnings.len() - (annotations::MAX_LISTED - 1);
+        warnings.truncate(annotations::MAX_LISTED - 1);
+        warnings.push(format!("forcebacklog: … and {more} more warnings"));
     }
 }
 
@@ -529,30 +540,38 @@ fn select(pod: &PodView<'_>, settings: &Settings) -> Result<Vec<(List, usize)>, 
             .map(|i| (List::Containers, i))
             .collect(),
         Containers::Named(names) => {
+            // Regular containers first: Kubernetes keeps names unique across both lists.
+            let mut by_name: HashMap<&str, (List, usize)> = HashMap::new();
+            for (i, c) in init.iter().enumerate() {
+                if c.is_native_sidecar() {
+                    by_name.insert(&c.name, (List::InitContainers, i));
+                }
+            }
+            for (i, c) in containers.iter().enumerate() {
+                by_name.insert(&c.name, (List::Containers, i));
+            }
             let mut selected = Vec::with_capacity(names.len());
             let mut unknown = Vec::new();
             for name in names {
-                if let Some(i) = containers.iter().position(|c| c.name == name.as_str()) {
-                    selected.push((List::Containers, i));
-                } else if let Some(i) = init
-                    .iter()
-                    .position(|c| c.is_native_sidecar() && c.name == name.as_str())
-                {
-                    selected.push((List::InitContainers, i));
-                } else {
-                    unknown.push(name.clone());
+                match by_name.get(name.as_str()) {
+                    Some(&at) => selected.push(at),
+                    None if unknown.len() < annotations::MAX_LISTED => {
+                        unknown.push(annotations::clip(name));
+                    }
+                    None => {}
                 }
             }
             if !unknown.is_empty() {
                 let known = containers
                     .iter()
                     .chain(init.iter().filter(|c| c.is_native_sidecar()))
-                    .map(|c| c.name.to_string())
+                    .take(annotations::MAX_LISTED)
+                    .map(|c| annotations::clip(&c.name))
                     .collect();
                 let value = pod
                     .annotations()
                     .and_then(|a| match &a.containers {
-                        Some(annotations::Raw::Str(s)) => Some(s.to_string()),
+                        Some(annotations::Raw::Str(s)) => Some(annotations::clip(s)),
                         _ => None,
                     })
                     .unwrap_or_default();
@@ -597,14 +616,15 @@ fn work(
             .any(|e| e.name == ENV_LD_PRELOAD && e.value_from.is_some())
         {
             return Err(SkipReason::LdPreloadValueFrom {
-                container: c.name.to_string(),
+                container: annotations::clip(&c.name),
             });
         }
         for m in c.volume_mounts.as_deref().unwrap_or_default() {
             if same_path(&m.mount_path, MOUNT_PATH) && m.name != VOLUME_NAME {
                 return Err(SkipReason::Collision(format!(
                     "container {} already mounts volume {} at {MOUNT_PATH}",
-                    c.name, m.name
+                    annotations::clip(&c.name),
+                    annotations::clip(&m.name)
                 )));
             }
         }
@@ -676,14 +696,15 @@ fn work(
                     if existing.value_from.is_some() {
                         warnings.push(format!(
                             "forcebacklog: container {}: {name} from valueFrom is kept ({value} not applied)",
-                            c.name
+                            annotations::clip(&c.name)
                         ));
                     } else {
                         let current = existing.value.as_deref().unwrap_or("");
                         if current != value {
                             warnings.push(format!(
-                                "forcebacklog: container {}: {name}={current} set by the pod is kept ({value} not applied)",
-                                c.name
+                                "forcebacklog: container {}: {name}={} set by the pod is kept ({value} not applied)",
+                                annotations::clip(&c.name),
+                                annotations::clip(current)
                             ));
                         }
                     }
@@ -1164,6 +1185,38 @@ mod tests {
         assert_eq!(p.verdict, Verdict::NotTargeted);
         assert_eq!(p.warnings.len(), 1);
         assert!(p.warnings[0].contains("forcebacklog/backlog"));
+    }
+
+    #[test]
+    fn large_pods_give_bounded_messages() {
+        let containers: Vec<_> = (0..1000)
+            .map(|i| json!({"name": format!("c{i}"), "env": [{"name": "BACKLOG", "value": "1"}]}))
+            .collect();
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/value": "300"}),
+                json!({"containers": containers}),
+            ),
+            ANNOTATED,
+        );
+        assert_eq!(p.verdict, Verdict::Inject);
+        assert_eq!(p.work.containers.len(), 1000);
+        assert_eq!(p.warnings.len(), annotations::MAX_LISTED);
+        assert_eq!(
+            p.warnings.last().unwrap(),
+            "forcebacklog: … and 993 more warnings"
+        );
+
+        let names: Vec<String> = (0..5000).map(|i| format!("ghost{i}")).collect();
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/value": "300", "forcebacklog/containers": names.join(",")}),
+                json!({"containers": containers}),
+            ),
+            ANNOTATED,
+        );
+        let status = p.status.unwrap().value;
+        assert!(status.len() < 600, "{} bytes: {status}", status.len());
     }
 
     #[test]
