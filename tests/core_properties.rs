@@ -337,3 +337,65 @@ fn strip_empty_meta(mut pod: Value) -> Value {
     }
     pod
 }
+
+fn review_of(pod: &Value, operation: &str) -> Vec<u8> {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": operation, "userInfo": {}, "object": pod
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Through the webhook: always answered, always allowed, the base64
+    /// patch is exactly the core's operations; /validate never errors.
+    #[test]
+    fn review_properties(pod in pod(), namespace_opt_in in any::<bool>()) {
+        use base64::prelude::{BASE64_STANDARD, Engine as _};
+        use forcebacklog::review::{Endpoint, handle};
+        let config = InjectConfig::default();
+        let reviewed = handle(&review_of(&pod, "CREATE"), Endpoint::Mutate { namespace_opt_in }, &config)
+            .expect("answered");
+        let wire: Value = serde_json::from_slice(&reviewed.body).expect("JSON");
+        prop_assert_eq!(&wire["response"]["uid"], "u-1");
+        prop_assert_eq!(&wire["response"]["allowed"], true);
+        let defaults = Defaults { backlog: config.default_backlog, implicit: namespace_opt_in };
+        let (_, ops) = run(&pod, defaults);
+        match wire["response"]["patch"].as_str() {
+            None => prop_assert!(ops.is_empty()),
+            Some(b64) => {
+                let sent: Value = serde_json::from_slice(&BASE64_STANDARD.decode(b64).expect("base64"))
+                    .expect("JSON");
+                prop_assert_eq!(sent, serde_json::to_value(&ops).expect("ops"));
+                prop_assert_eq!(&wire["response"]["patchType"], "JSONPatch");
+            }
+        }
+        let validated = handle(&review_of(&pod, "UPDATE"), Endpoint::Validate, &config)
+            .expect("answered");
+        let wire: Value = serde_json::from_slice(&validated.body).expect("JSON");
+        prop_assert!(wire["response"]["allowed"].is_boolean());
+    }
+
+    /// Arbitrary bytes, and valid reviews cut short: an answer or an error, never a panic.
+    #[test]
+    fn review_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512), pod in pod(), cut in 0usize..4096) {
+        use forcebacklog::review::{Endpoint, handle};
+        let config = InjectConfig::default();
+        for endpoint in [Endpoint::Mutate { namespace_opt_in: true }, Endpoint::Validate] {
+            let _ = handle(&bytes, endpoint, &config);
+            let body = review_of(&pod, "CREATE");
+            let _ = handle(&body[..cut.min(body.len())], endpoint, &config);
+        }
+    }
+}
