@@ -253,6 +253,19 @@ fn inject_object(doc: &mut Value, ctx: &mut Ctx<'_>, depth: usize) -> Result<(),
     // `apps/v1` → `apps`; `v1` → the core group.
     let group = api_version.split_once('/').map_or("", |(group, _)| group);
     let Some(pointer) = plan::pod_template_pointer(group, kind) else {
+        // A template-like field that asks for the shim in a kind we do not
+        // know (an OpenShift DeploymentConfig, a CRD): say why nothing happens.
+        let asks = doc
+            .pointer("/spec/template/metadata/annotations")
+            .and_then(Value::as_object)
+            .is_some_and(|a| a.keys().any(|k| k.starts_with(crate::annotations::PREFIX)));
+        if asks {
+            ctx.warnings.push(format!(
+                "document {} ({}): {api_version} {kind} is not a kind forcebacklog injects; left as it is",
+                ctx.document,
+                describe(doc)
+            ));
+        }
         return Ok(());
     };
     let object_name = describe(doc);
@@ -481,6 +494,19 @@ spec:
         assert_eq!(document_at_line("# c\n---\na: 1\n", 3), 1);
         assert_eq!(document_at_line("a: 1\n---\n---\nb: 2\n", 4), 2);
         assert_eq!(document_at_line("--- {a: 1}\n--- \nb: [\n", 3), 2);
+    }
+
+    #[test]
+    fn unknown_kinds_asking_for_the_shim_get_a_warning() {
+        let input = "apiVersion: apps.openshift.io/v1\nkind: DeploymentConfig\nmetadata: {name: d}\nspec:\n  template:\n    metadata:\n      annotations: {forcebacklog/value: \"5\"}\n    spec:\n      containers: [{name: a}]\n";
+        let out = inject(input, None);
+        assert_eq!(docs(&out.yaml), docs(input));
+        assert_eq!(
+            out.warnings,
+            [
+                "document 1 (DeploymentConfig d): apps.openshift.io/v1 DeploymentConfig is not a kind forcebacklog injects; left as it is"
+            ]
+        );
     }
 
     #[test]
