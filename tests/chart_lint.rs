@@ -1,6 +1,7 @@
 //! `helm lint --strict` of charts/forcebacklog with Helm's real engine, for
 //! every certificate mode and the optional features, and the values schema
-//! rejecting bad values with a message that names the key.
+//! rejecting bad values with a message that names the key. A second engine,
+//! helm-sdkpy's `libhelm_sdkpy.so`, lints the chart too.
 
 #[path = "helm/support.rs"]
 mod support;
@@ -66,6 +67,81 @@ fn lint_every_option_set() {
 #[test]
 fn lint_single_replica_without_pdb() {
     assert_lints(json!({"replicaCount": 1, "metrics": {"enabled": false}}));
+}
+
+/// The second engine, helm-sdkpy's build of Helm's Go library, lints the
+/// chart clean (strict: no warning, no error) with its default values.
+#[test]
+fn lint_passes_with_helm_sdkpy() {
+    if !support::sdkpy_available() {
+        return;
+    }
+    let out = support::sdkpy_lint(&[&support::chart_dir().to_string_lossy()]);
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "helm-sdkpy lint of charts/forcebacklog failed:\n{report}"
+    );
+    assert!(
+        report.contains("linted 1 chart(s)"),
+        "no lint summary:\n{report}"
+    );
+}
+
+/// The helm-sdkpy check is not a no-op: a copy of the chart with a broken
+/// Chart.yaml, or with a template that fails to render, is rejected.
+#[test]
+fn helm_sdkpy_lint_rejects_broken_charts() {
+    if !support::sdkpy_available() {
+        return;
+    }
+    let breaks: [(&str, &str, &str); 2] = [
+        (
+            "Chart.yaml",
+            "apiVersion: v2\nname: [forcebacklog\n",
+            "[ERROR] Chart.yaml",
+        ),
+        (
+            "templates/broken.yaml",
+            "{{ .Values.noSuchKey.deeper }}\n",
+            "[ERROR] templates/",
+        ),
+    ];
+    for (file, text, expected) in breaks {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let chart = dir.path().join("forcebacklog");
+        copy_dir(&support::chart_dir(), &chart);
+        std::fs::write(chart.join(file), text).expect("write the broken file");
+        let out = support::sdkpy_lint(&[&chart.to_string_lossy()]);
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "helm-sdkpy lint accepted a chart with a broken {file}:\n{report}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            report.contains(expected),
+            "breaking {file}, the lint should report {expected}:\n{report}"
+        );
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create the chart copy");
+    for entry in std::fs::read_dir(from).expect("read the chart") {
+        let entry = entry.expect("readable entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a chart file");
+        }
+    }
 }
 
 /// Each bad value is rejected by values.schema.json before anything

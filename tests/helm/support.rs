@@ -51,6 +51,44 @@ pub fn engine_available() -> bool {
     }
 }
 
+/// Is the second Helm engine (helm-sdkpy's `libhelm_sdkpy.so`, loaded with
+/// cffi by `tests/helm/sdkpy_lint.py`) usable? Like [`engine_available`]:
+/// `false` only when `FORCEBACKLOG_ALLOW_SKIP=1`, else a panic naming what
+/// to install.
+pub fn sdkpy_available() -> bool {
+    let missing = match Command::new("python3").arg("--version").output() {
+        Err(_) => Some("python3 not found (Debian package python3)".to_owned()),
+        Ok(_) => {
+            let probe = sdkpy_lint(&["--version"]);
+            match probe.status.code() {
+                Some(0) => None,
+                _ => Some(format!(
+                    "the helm-sdkpy engine is missing: run tests/helm/install-helm-sdk.sh \
+                     (PyPI packages helm-sdkpy and cffi; needs python3-pip) — {}",
+                    String::from_utf8_lossy(&probe.stderr).trim()
+                )),
+            }
+        }
+    };
+    match missing {
+        None => true,
+        Some(why) if skip_allowed() => {
+            eprintln!("SKIPPED (FORCEBACKLOG_ALLOW_SKIP=1): {why}");
+            false
+        }
+        Some(why) => panic!("{why} (set FORCEBACKLOG_ALLOW_SKIP=1 to skip)"),
+    }
+}
+
+/// Runs `python3 tests/helm/sdkpy_lint.py ARGS...`.
+pub fn sdkpy_lint(args: &[&str]) -> Output {
+    Command::new("python3")
+        .arg(root().join("tests/helm/sdkpy_lint.py"))
+        .args(args)
+        .output()
+        .expect("python3 runs")
+}
+
 /// Runs `python3 tests/helm/chart.py ARGS...`.
 pub fn chart_py(args: &[&str]) -> Output {
     Command::new("python3")
