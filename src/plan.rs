@@ -15,11 +15,13 @@ use crate::annotations::{
     self, AnnotationError, Annotations, Containers, DEFAULT_SOMAXCONN, Defaults, Settings,
     Targeting,
 };
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 
 /// The injected emptyDir volume.
 pub const VOLUME_NAME: &str = "forcebacklog-shim";
@@ -54,18 +56,17 @@ pub fn pod_template_pointer(group: &str, kind: &str) -> Option<&'static str> {
 }
 
 /// The fields of a Pod (or pod template) the rules need, borrowed from the raw JSON.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct PodView<'a> {
     /// `metadata` (`None` when absent or null).
-    #[serde(borrow, default)]
     pub metadata: Option<MetaView<'a>>,
     /// `spec` (`None` when absent or null).
-    #[serde(borrow, default)]
     pub spec: Option<SpecView<'a>>,
 }
 
 /// `metadata`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MetaView<'a> {
     /// `metadata.annotations`, only the `forcebacklog/*` keys.
     #[serde(borrow, default)]
@@ -77,6 +78,7 @@ pub struct MetaView<'a> {
 
 /// `spec`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SpecView<'a> {
     /// `spec.containers`.
     #[serde(borrow, default)]
@@ -100,6 +102,7 @@ pub struct SpecView<'a> {
 
 /// A container or init container.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ContainerView<'a> {
     /// `name`.
     #[serde(borrow, default)]
@@ -117,6 +120,7 @@ pub struct ContainerView<'a> {
 
 /// One `env` entry.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
 pub struct EnvView<'a> {
     /// `name`.
     #[serde(borrow, default)]
@@ -131,6 +135,7 @@ pub struct EnvView<'a> {
 
 /// One `volumeMounts` entry.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
 pub struct MountView<'a> {
     /// `name`.
     #[serde(borrow, default)]
@@ -142,6 +147,7 @@ pub struct MountView<'a> {
 
 /// One `volumes` entry.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
 pub struct VolumeView<'a> {
     /// `name`.
     #[serde(borrow, default)]
@@ -153,6 +159,7 @@ pub struct VolumeView<'a> {
 
 /// `spec.os`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
 pub struct OsView<'a> {
     /// `spec.os.name`.
     #[serde(borrow, default)]
@@ -161,6 +168,7 @@ pub struct OsView<'a> {
 
 /// `spec.nodeSelector`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
 pub struct NodeSelectorView<'a> {
     /// `kubernetes.io/os`.
     #[serde(borrow, default, rename = "kubernetes.io/os")]
@@ -169,6 +177,7 @@ pub struct NodeSelectorView<'a> {
 
 /// `spec.securityContext`.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PodSecurityView<'a> {
     /// `sysctls`.
     #[serde(borrow, default)]
@@ -177,6 +186,7 @@ pub struct PodSecurityView<'a> {
 
 /// One pod sysctl.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SysctlView<'a> {
     /// `name`.
     #[serde(borrow, default)]
@@ -184,6 +194,84 @@ pub struct SysctlView<'a> {
     /// `value`.
     #[serde(borrow, default)]
     pub value: Cow<'a, str>,
+}
+
+// The views read JSON objects only. serde's derive also reads a struct
+// from an array, field by field, so `"metadata": []` or `"containers":
+// [["web"]]` would pass as a view, and the patch would then address
+// `/metadata/annotations` or `/spec/containers/0/env` inside an array.
+// The views below PodView derive their reader as an inherent function
+// (`remote = "Self"`) that `objects_only!` calls for maps only; PodView
+// (whose `PodView::deserialize` callers must get the checked reader) is
+// read by hand. Anything else is an "invalid type: …, expected an object".
+macro_rules! objects_only {
+    ($($view:ident),* $(,)?) => {$(
+        impl<'de: 'a, 'a> Deserialize<'de> for $view<'a> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Object<'a>(PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> Visitor<'de> for Object<'a> {
+                    type Value = $view<'a>;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                        $view::deserialize(MapAccessDeserializer::new(map))
+                    }
+                }
+                deserializer.deserialize_map(Object(PhantomData))
+            }
+        }
+    )*};
+}
+
+objects_only!(
+    MetaView,
+    SpecView,
+    ContainerView,
+    EnvView,
+    MountView,
+    VolumeView,
+    OsView,
+    NodeSelectorView,
+    PodSecurityView,
+    SysctlView,
+);
+
+impl<'de: 'a, 'a> Deserialize<'de> for PodView<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Object<'a> {
+            type Value = PodView<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut pod = PodView::default();
+                let (mut metadata, mut spec) = (false, false);
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "metadata" if metadata => {
+                            return Err(de::Error::duplicate_field("metadata"));
+                        }
+                        "metadata" => {
+                            metadata = true;
+                            pod.metadata = map.next_value()?;
+                        }
+                        "spec" if spec => return Err(de::Error::duplicate_field("spec")),
+                        "spec" => {
+                            spec = true;
+                            pod.spec = map.next_value()?;
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(pod)
+            }
+        }
+        deserializer.deserialize_map(Object(PhantomData))
+    }
 }
 
 impl<'a> PodView<'a> {
@@ -764,6 +852,34 @@ pub fn merge_ld_preload(existing: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn views_read_objects_not_arrays() {
+        for text in [
+            r#"[]"#,
+            r#"{"metadata": []}"#,
+            r#"{"spec": [[{"name": "a"}]]}"#,
+            r#"{"spec": {"containers": [["web"]]}}"#,
+            r#"{"spec": {"containers": [{"env": [["LD_PRELOAD", "x"]]}]}}"#,
+        ] {
+            let err = serde_json::from_str::<PodView<'_>>(text).expect_err(text);
+            assert!(
+                err.to_string().contains("expected an object"),
+                "{text}: {err}"
+            );
+            let value: serde_json::Value = serde_json::from_str(text).expect("JSON");
+            assert!(PodView::deserialize(&value).is_err(), "{text}");
+        }
+        let err = serde_json::from_str::<PodView<'_>>(r#"{"spec": {}, "spec": {}}"#)
+            .expect_err("duplicate");
+        assert!(err.to_string().contains("duplicate field `spec`"), "{err}");
+        let pod: PodView<'_> = serde_json::from_str(
+            r#"{"metadata": null, "spec": {"containers": [{"name": "a"}]}, "x": [1]}"#,
+        )
+        .expect("pod");
+        assert!(pod.metadata.is_none());
+        assert_eq!(pod.containers()[0].name, "a");
+    }
 
     const ANNOTATED: Defaults = Defaults {
         backlog: 4096,
