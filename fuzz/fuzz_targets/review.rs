@@ -1,0 +1,8 @@
+//! An admission request body → `review::handle`, for every endpoint (the
+//! first byte picks it). Properties: see `checks::review`.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::review(data));
