@@ -138,6 +138,10 @@ pub fn inject_str(
     config: &InjectConfig,
 ) -> Result<Injected, ManifestError> {
     let mut docs = parse(input, file)?;
+    // The reader drops empty and `null` documents, but a tagged empty node
+    // (`--- !!foo`) comes back as null: drop it too, or the output (`null`)
+    // would read back as nothing and `inject` would not be idempotent.
+    docs.retain(|doc| !doc.is_null());
     let defaults = Defaults {
         backlog: backlog.unwrap_or(config.default_backlog),
         implicit: backlog.is_some(),
