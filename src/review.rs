@@ -198,8 +198,9 @@ struct ResponseOut<'a> {
     status: StatusOut<'a>,
     #[serde(rename = "patchType", skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
+    /// The base64 JSON Patch, as a JSON string (see [`base64_json_string`]).
     #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
+    patch: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
 }
@@ -220,7 +221,7 @@ struct StatusOut<'a> {
 struct Answer {
     outcome: Outcome,
     denial: Option<String>,
-    patch: Option<String>,
+    patch: Option<Box<RawValue>>,
     warnings: Vec<String>,
 }
 
@@ -264,6 +265,12 @@ pub fn handle(
 }
 
 fn respond(uid: &str, answer: Answer) -> Result<Reviewed, ReviewError> {
+    // Room for everything, so the buffer is not grown while writing.
+    let capacity = 256
+        + uid.len()
+        + answer.patch.as_ref().map_or(0, |p| p.get().len())
+        + answer.denial.as_ref().map_or(0, String::len)
+        + answer.warnings.iter().map(|w| w.len() + 8).sum::<usize>();
     let out = ReviewOut {
         api_version: API_VERSION,
         kind: KIND,
@@ -284,7 +291,8 @@ fn respond(uid: &str, answer: Answer) -> Result<Reviewed, ReviewError> {
             warnings: &answer.warnings,
         },
     };
-    let body = serde_json::to_vec(&out).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    let mut body = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut body, &out).map_err(|e| ReviewError::Malformed(e.to_string()))?;
     Ok(Reviewed {
         body,
         outcome: answer.outcome,
@@ -339,7 +347,7 @@ fn mutate_pod(
     } else {
         let json =
             serde_json::to_vec(&mutation.ops).map_err(|e| ReviewError::Malformed(e.to_string()))?;
-        Some(BASE64_STANDARD.encode(json))
+        Some(base64_json_string(&json)?)
     };
     Ok(Answer {
         outcome,
@@ -347,6 +355,18 @@ fn mutate_pod(
         patch,
         warnings: mutation.warnings,
     })
+}
+
+/// `bytes` in base64, as JSON text (a quoted string). The base64 alphabet
+/// needs no escaping, so the response writes it as it is instead of
+/// serde_json scanning every byte of it for characters to escape (the
+/// largest single cost of serialising an injection's response).
+fn base64_json_string(bytes: &[u8]) -> Result<Box<RawValue>, ReviewError> {
+    let mut quoted = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);
+    quoted.push('"');
+    BASE64_STANDARD.encode_string(bytes, &mut quoted);
+    quoted.push('"');
+    RawValue::from_string(quoted).map_err(|e| ReviewError::Malformed(e.to_string()))
 }
 
 fn has_sub_resource<O>(request: &Request<'_, O>) -> bool {
