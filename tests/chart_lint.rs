@@ -180,6 +180,10 @@ fn schema_rejects_bad_values_naming_the_key() {
             "/certificates/secret/caBundle",
         ),
         (
+            json!({"certificates": {"certManager": {"caDuration": "10y"}}}),
+            "/certificates/certManager/caDuration",
+        ),
+        (
             json!({"initContainer": {"resources": {"cpu": "ten", "memory": "16Mi"}}}),
             "/initContainer/resources/cpu",
         ),

@@ -403,22 +403,75 @@ fn generated_certificate_is_consistent_and_valid_for_the_service() {
     assert!(helpers.contains("lookup \"v1\" \"Secret\" .Release.Namespace"));
 }
 
+/// Without an issuerRef: a self-signed Issuer signs the chart's CA
+/// Certificate, a CA Issuer backed by its Secret issues the serving
+/// Certificate, and the cainjector fills the caBundle from the serving
+/// Certificate's Secret (whose `ca.crt` is that CA, which renewals of the
+/// serving certificate do not change).
 #[test]
-fn cert_manager_mode_injects_the_ca_from_the_certificate() {
+fn cert_manager_mode_issues_from_a_stable_ca() {
     if !support::engine_available() {
         return;
     }
     let r = support::render(&json!({"certificates": {"mode": "certManager"}}));
     assert!(
         r.of_kind("Secret").is_empty(),
-        "cert-manager writes the Secret"
+        "cert-manager writes the Secrets"
     );
-    let cert = r.get("Certificate/forcebacklog");
-    assert_eq!(cert["spec"]["secretName"], "forcebacklog-tls");
-    assert_eq!(cert["spec"]["issuerRef"]["name"], "forcebacklog-selfsigned");
-    assert!(r.objects.contains_key("Issuer/forcebacklog-selfsigned"));
-    let names = cert["spec"]["dnsNames"].as_array().expect("dnsNames");
+    let keys: Vec<_> = r
+        .objects
+        .keys()
+        .filter(|k| k.starts_with("Issuer/") || k.starts_with("Certificate/"))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "Certificate/forcebacklog",
+            "Certificate/forcebacklog-ca",
+            "Issuer/forcebacklog-ca",
+            "Issuer/forcebacklog-selfsigned",
+        ]
+    );
+    let issuer = |name: &str| json!({"name": name, "kind": "Issuer", "group": "cert-manager.io"});
+
+    // 1. The self-signed Issuer only signs the CA.
+    let selfsigned = r.get("Issuer/forcebacklog-selfsigned");
+    assert_eq!(selfsigned["spec"], json!({"selfSigned": {}}));
+    // 2. The CA: isCA, long-lived, its own Secret, a key kept across renewals.
+    let ca = &r.get("Certificate/forcebacklog-ca")["spec"];
+    assert_eq!(ca["isCA"], true);
+    assert_eq!(ca["secretName"], "forcebacklog-ca");
+    assert_eq!(ca["duration"], "87600h");
+    assert_eq!(ca["commonName"], "forcebacklog-ca");
+    assert_eq!(ca["privateKey"]["rotationPolicy"], "Never");
+    assert_eq!(ca["issuerRef"], issuer("forcebacklog-selfsigned"));
+    // 3. The CA Issuer reads the CA's Secret.
+    let ca_issuer = r.get("Issuer/forcebacklog-ca");
+    assert_eq!(
+        ca_issuer["spec"],
+        json!({"ca": {"secretName": "forcebacklog-ca"}})
+    );
+    // 4. The serving Certificate: not a CA, issued by the CA Issuer, into
+    // the Secret the server mounts; its key is new at each renewal.
+    let serving = &r.get("Certificate/forcebacklog")["spec"];
+    assert!(serving["isCA"].is_null());
+    assert_eq!(serving["issuerRef"], issuer("forcebacklog-ca"));
+    assert_eq!(serving["secretName"], "forcebacklog-tls");
+    assert_eq!(serving["duration"], "8760h");
+    assert_eq!(serving["renewBefore"], "720h");
+    assert_eq!(serving["privateKey"]["rotationPolicy"], "Always");
+    let names = serving["dnsNames"].as_array().expect("dnsNames");
     assert!(names.contains(&json!("forcebacklog.forcebacklog.svc")));
+    let pod = &r.get("Deployment/forcebacklog")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "forcebacklog-tls"
+    );
+    assert_ne!(ca["secretName"], serving["secretName"]);
+
+    // 5. The cainjector reads the serving Certificate (namespace/name):
+    // its Secret's ca.crt is the CA above.
     for config in [
         "MutatingWebhookConfiguration/forcebacklog",
         "ValidatingWebhookConfiguration/forcebacklog",
@@ -435,18 +488,72 @@ fn cert_manager_mode_injects_the_ca_from_the_certificate() {
             );
         }
     }
-    let pod = &r.get("Deployment/forcebacklog")["spec"]["template"]["spec"];
-    assert_eq!(
-        pod["volumes"][0]["secret"]["secretName"],
-        "forcebacklog-tls"
-    );
+}
 
+#[test]
+fn cert_manager_values_reach_the_chain() {
+    if !support::engine_available() {
+        return;
+    }
+    let r = support::render(&json!({"__name": "fb", "__namespace": "webhooks",
+        "certificates": {"mode": "certManager", "certManager":
+            {"duration": "2160h", "renewBefore": "360h", "caDuration": "43800h"}}}));
+    let ca = &r.get("Certificate/fb-forcebacklog-ca")["spec"];
+    assert_eq!(ca["duration"], "43800h");
+    assert_eq!(ca["secretName"], "fb-forcebacklog-ca");
+    assert_eq!(ca["issuerRef"]["name"], "fb-forcebacklog-selfsigned");
+    assert_eq!(
+        r.get("Issuer/fb-forcebacklog-ca")["spec"]["ca"]["secretName"],
+        "fb-forcebacklog-ca"
+    );
+    let serving = &r.get("Certificate/fb-forcebacklog")["spec"];
+    assert_eq!(serving["duration"], "2160h");
+    assert_eq!(serving["renewBefore"], "360h");
+    assert_eq!(serving["issuerRef"]["name"], "fb-forcebacklog-ca");
+    assert_eq!(serving["secretName"], "fb-forcebacklog-tls");
+    assert_eq!(
+        r.get("MutatingWebhookConfiguration/fb-forcebacklog")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "webhooks/fb-forcebacklog"
+    );
+}
+
+/// With the user's issuer: no chain of the chart's own, the serving
+/// Certificate is issued by that issuer, and the caBundle still comes from
+/// the serving Certificate's Secret (there is no other Certificate).
+#[test]
+fn cert_manager_mode_with_an_issuer_ref_creates_no_chain() {
+    if !support::engine_available() {
+        return;
+    }
     let r = support::render(&json!({"certificates": {"mode": "certManager",
         "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}}}));
     assert!(r.of_kind("Issuer").is_empty());
     assert_eq!(
-        r.get("Certificate/forcebacklog")["spec"]["issuerRef"],
+        r.of_kind("Certificate").len(),
+        1,
+        "only the serving Certificate"
+    );
+    let serving = &r.get("Certificate/forcebacklog")["spec"];
+    assert_eq!(
+        serving["issuerRef"],
         json!({"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
+    assert_eq!(serving["secretName"], "forcebacklog-tls");
+    for config in [
+        "MutatingWebhookConfiguration/forcebacklog",
+        "ValidatingWebhookConfiguration/forcebacklog",
+    ] {
+        assert_eq!(
+            r.get(config)["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "forcebacklog/forcebacklog"
+        );
+    }
+    // An Issuer of the user's in the release namespace: kind defaults to Issuer.
+    let r = support::render(&json!({"certificates": {"mode": "certManager",
+        "certManager": {"issuerRef": {"name": "team-ca"}}}}));
+    assert_eq!(
+        r.get("Certificate/forcebacklog")["spec"]["issuerRef"],
+        json!({"name": "team-ca", "kind": "Issuer", "group": "cert-manager.io"})
     );
 }
 

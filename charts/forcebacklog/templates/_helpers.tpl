@@ -98,7 +98,11 @@ upgrades. (`helm template` cannot look up, and renders a fresh one.)
 {{- concat (list "kube-system" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq | toJson }}
 {{- end }}
 
-{{/* caBundle line or cert-manager annotation, per certificate mode. */}}
+{{/*
+caBundle line or cert-manager annotation, per certificate mode. The
+annotation names the serving Certificate (templates/certificate.yaml says
+why): the cainjector injects its Secret's ca.crt, the CA that signed it.
+*/}}
 {{- define "forcebacklog.webhookAnnotations" -}}
 {{- if eq .Values.certificates.mode "certManager" -}}
 annotations:
