@@ -110,6 +110,9 @@ pub struct ContainerView<'a> {
     /// `env`.
     #[serde(borrow, default)]
     pub env: Option<Vec<EnvView<'a>>>,
+    /// `envFrom` (entries not inspected: the ConfigMaps and Secrets are not visible here).
+    #[serde(default, rename = "envFrom")]
+    pub env_from: Option<Vec<IgnoredAny>>,
     /// `volumeMounts`.
     #[serde(borrow, default, rename = "volumeMounts")]
     pub volume_mounts: Option<Vec<MountView<'a>>>,
@@ -801,6 +804,9 @@ fn work(
             };
             env.extend(edit);
         }
+        if let Some(warning) = env_from_warning(c, &env) {
+            warnings.push(warning);
+        }
         let work = ContainerWork {
             list,
             index,
@@ -818,6 +824,35 @@ fn work(
         init_container,
         containers,
     })
+}
+
+/// The warning for a container with `envFrom` that gets variables added
+/// to its `env`. Kubernetes gives `env` precedence over `envFrom`, and the
+/// ConfigMaps and Secrets behind `envFrom` are not visible at admission, so
+/// a `BACKLOG` or `LD_PRELOAD` they provide would be overridden silently.
+/// Injection goes ahead (the common `envFrom` holds neither); the warning
+/// names the container and the variables.
+fn env_from_warning(c: &ContainerView<'_>, edits: &[EnvEdit]) -> Option<String> {
+    if c.env_from.as_deref().unwrap_or_default().is_empty() {
+        return None;
+    }
+    let added: Vec<&str> = edits
+        .iter()
+        .filter_map(|e| match e {
+            EnvEdit::Add { name, .. } => Some(*name),
+            EnvEdit::SetValue { .. } => None,
+        })
+        .collect();
+    let (last, rest) = added.split_last()?;
+    let names = if rest.is_empty() {
+        (*last).to_owned()
+    } else {
+        format!("{} or {last}", rest.join(", "))
+    };
+    Some(format!(
+        "forcebacklog: container {} uses envFrom: a value it provides for {names} is overridden by the injected env",
+        annotations::clip(&c.name)
+    ))
 }
 
 /// `/opt/forcebacklog` and `/opt/forcebacklog/` are the same mount point.
@@ -1163,6 +1198,53 @@ mod tests {
                 "forcebacklog: container c: BACKLOG from valueFrom is kept (300 not applied)"
             ]
         );
+    }
+
+    #[test]
+    fn env_from_injects_with_a_warning() {
+        let env_from = json!([{"configMapRef": {"name": "settings"}}]);
+        let spec = json!({"containers": [
+            {"name": "web", "envFrom": env_from},
+            {"name": "api", "envFrom": env_from,
+             "env": [{"name": "BACKLOG", "value": "300"}]},
+            {"name": "plain", "envFrom": []},
+            {"name": "full", "envFrom": env_from, "env": [
+                {"name": "BACKLOG", "value": "300"},
+                {"name": "LD_PRELOAD", "value": SHIM_PATH}]}
+        ]});
+        let p = plan_of(pod(json!({"forcebacklog/value": "300"}), spec), ANNOTATED);
+        assert_eq!(p.verdict, Verdict::Inject);
+        // Every container still gets the shim.
+        let names: Vec<&str> = p.work.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["web", "api", "plain", "full"]);
+        assert_eq!(
+            p.warnings,
+            [
+                "forcebacklog: container web uses envFrom: a value it provides for BACKLOG or LD_PRELOAD is overridden by the injected env",
+                "forcebacklog: container api uses envFrom: a value it provides for LD_PRELOAD is overridden by the injected env",
+            ]
+        );
+
+        // Mode and ports are named too; a second pass warns no more.
+        let spec = json!({"containers": [{"name": "web", "envFrom": env_from}]});
+        let annotated = json!({"forcebacklog/value": "300", "forcebacklog/mode": "set",
+                               "forcebacklog/ports": "80"});
+        let p = plan_of(pod(annotated.clone(), spec), ANNOTATED);
+        assert_eq!(
+            p.warnings,
+            [
+                "forcebacklog: container web uses envFrom: a value it provides for BACKLOG, LD_PRELOAD, FORCEBACKLOG_MODE or FORCEBACKLOG_PORTS is overridden by the injected env"
+            ]
+        );
+        let injected = json!({"containers": [{"name": "web", "envFrom": env_from,
+            "volumeMounts": [{"name": VOLUME_NAME, "mountPath": MOUNT_PATH, "readOnly": true}],
+            "env": [{"name": "BACKLOG", "value": "300"}, {"name": "LD_PRELOAD", "value": SHIM_PATH},
+                    {"name": "FORCEBACKLOG_MODE", "value": "set"}, {"name": "FORCEBACKLOG_PORTS", "value": "80"}]}],
+            "initContainers": [{"name": INIT_CONTAINER_NAME}],
+            "volumes": [{"name": VOLUME_NAME, "emptyDir": {}}]});
+        let p = plan_of(pod(annotated, injected), ANNOTATED);
+        assert_eq!(p.verdict, Verdict::AlreadyInjected);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
 
     #[test]
