@@ -91,8 +91,13 @@ pub fn env(name: &core::ffi::CStr, max: usize) -> Option<&'static [u8]> {
     while len <= max && unsafe { *value.add(len) } != 0 {
         len += 1;
     }
-    // SAFETY: the first len bytes were just read as part of the string;
-    // the environment outlives the listen() call that uses the slice.
+    // SAFETY: the first len bytes were just read as part of the string.
+    // Like any C caller of getenv, the slice is valid until the program
+    // changes that variable (setenv/putenv/unsetenv); the shim only reads
+    // it within the one listen() call that fetched it, and a program that
+    // changes its environment while another thread calls listen() races
+    // with libc's own getenv already. The 'static lifetime is that of C's
+    // `char *` and must not be kept beyond the call.
     Some(unsafe { core::slice::from_raw_parts(value.cast::<u8>(), len) })
 }
 
