@@ -711,11 +711,22 @@ fn work(
             });
         }
         for m in c.volume_mounts.as_deref().unwrap_or_default() {
-            if same_path(&m.mount_path, MOUNT_PATH) && m.name != VOLUME_NAME {
+            if is_our_mount(m) {
+                continue;
+            }
+            // Our read-only volume at MOUNT_PATH would hide that mount, or
+            // would need a mount point created inside it: the pod fails.
+            // A mount above ours (`/opt`) is fine: ours goes on top of it.
+            if let Some(below) = within_mount_path(&m.mount_path) {
+                let at = if below {
+                    format!("at {}, below", annotations::clip(&m.mount_path))
+                } else {
+                    "at".to_owned()
+                };
                 return Err(SkipReason::Collision(format!(
-                    "container {} already mounts volume {} at {MOUNT_PATH}",
+                    "container {} already mounts volume {} {at} {MOUNT_PATH}",
                     annotations::clip(&c.name),
-                    annotations::clip(&m.name)
+                    annotations::clip(&m.name),
                 )));
             }
         }
@@ -764,7 +775,7 @@ fn work(
             .as_deref()
             .unwrap_or_default()
             .iter()
-            .any(|m| m.name == VOLUME_NAME && same_path(&m.mount_path, MOUNT_PATH));
+            .any(is_our_mount);
         let mount = if mounted {
             Add::Nothing
         } else {
@@ -855,9 +866,23 @@ fn env_from_warning(c: &ContainerView<'_>, edits: &[EnvEdit]) -> Option<String> 
     ))
 }
 
-/// `/opt/forcebacklog` and `/opt/forcebacklog/` are the same mount point.
-fn same_path(a: &str, b: &str) -> bool {
-    a.trim_end_matches('/') == b.trim_end_matches('/')
+/// Our volume at our mount path (`/opt/forcebacklog` or `/opt/forcebacklog/`).
+fn is_our_mount(m: &MountView<'_>) -> bool {
+    m.name == VOLUME_NAME && within_mount_path(&m.mount_path) == Some(false)
+}
+
+/// Where a mount path lies relative to [`MOUNT_PATH`]: `Some(false)` at it,
+/// `Some(true)` below it, `None` elsewhere (above it, or beside it such as
+/// `/opt/forcebacklog2`). Empty and `.` segments are ignored, so
+/// `/opt//forcebacklog/` is `/opt/forcebacklog`.
+fn within_mount_path(path: &str) -> Option<bool> {
+    let mut segments = path.split('/').filter(|s| !s.is_empty() && *s != ".");
+    for ours in MOUNT_PATH.split('/').filter(|s| !s.is_empty()) {
+        if segments.next() != Some(ours) {
+            return None;
+        }
+    }
+    Some(segments.next().is_some())
 }
 
 /// The new `LD_PRELOAD` value, or `None` when the shim is already listed.
@@ -1170,6 +1195,106 @@ mod tests {
                 "container a already mounts volume tools at /opt/forcebacklog".into()
             )
         );
+    }
+
+    #[test]
+    fn mounts_below_ours_collide() {
+        let with_mount = |name: &str, path: &str| {
+            json!({"volumes": [{"name": "conf", "configMap": {"name": "x"}}],
+                   "containers": [{"name": "a", "volumeMounts": [{"name": name, "mountPath": path}]}]})
+        };
+        for path in [
+            "/opt/forcebacklog/conf",
+            "/opt/forcebacklog/conf/",
+            "/opt/forcebacklog/a/b",
+            "/opt//forcebacklog/./conf",
+        ] {
+            let p = plan_of(
+                pod(
+                    json!({"forcebacklog/value": "300"}),
+                    with_mount("conf", path),
+                ),
+                ANNOTATED,
+            );
+            assert_eq!(
+                skip_reason(&p),
+                &SkipReason::Collision(format!(
+                    "container a already mounts volume conf at {path}, below /opt/forcebacklog"
+                )),
+                "{path}"
+            );
+            // Our own volume name does not make a mount below ours ours.
+            let p = plan_of(
+                pod(
+                    json!({"forcebacklog/value": "300"}),
+                    with_mount(VOLUME_NAME, path),
+                ),
+                ANNOTATED,
+            );
+            assert_eq!(skip_reason(&p).label(), "collision", "{path}");
+        }
+        // Above ours (ours goes on top) or beside it: injected.
+        for path in [
+            "/opt",
+            "/opt/",
+            "/",
+            "/opt/forcebacklog2",
+            "/opt/forcebacklog.d/x",
+        ] {
+            let p = plan_of(
+                pod(
+                    json!({"forcebacklog/value": "300"}),
+                    with_mount("conf", path),
+                ),
+                ANNOTATED,
+            );
+            assert_eq!(p.verdict, Verdict::Inject, "{path}");
+            assert_eq!(p.work.containers[0].mount, Add::Into, "{path}");
+        }
+        // Ours, however written: nothing to add.
+        for path in [
+            "/opt/forcebacklog",
+            "/opt/forcebacklog/",
+            "//opt/forcebacklog",
+        ] {
+            let p = plan_of(
+                pod(
+                    json!({"forcebacklog/value": "300"}),
+                    with_mount(VOLUME_NAME, path),
+                ),
+                ANNOTATED,
+            );
+            assert_eq!(p.verdict, Verdict::Inject, "{path}");
+            assert_eq!(p.work.containers[0].mount, Add::Nothing, "{path}");
+        }
+        // A named native sidecar is checked; an unselected container is not.
+        let spec = json!({
+            "initContainers": [{"name": "proxy", "restartPolicy": "Always",
+                "volumeMounts": [{"name": "conf", "mountPath": "/opt/forcebacklog/conf"}]}],
+            "containers": [{"name": "web"},
+                {"name": "other", "volumeMounts": [{"name": "conf", "mountPath": "/opt/forcebacklog/x"}]}]});
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/value": "300", "forcebacklog/containers": "proxy"}),
+                spec.clone(),
+            ),
+            ANNOTATED,
+        );
+        assert_eq!(
+            skip_reason(&p),
+            &SkipReason::Collision(
+                "container proxy already mounts volume conf at /opt/forcebacklog/conf, below /opt/forcebacklog"
+                    .into()
+            )
+        );
+        let p = plan_of(
+            pod(
+                json!({"forcebacklog/value": "300", "forcebacklog/containers": "web"}),
+                spec,
+            ),
+            ANNOTATED,
+        );
+        assert_eq!(p.verdict, Verdict::Inject);
     }
 
     #[test]
