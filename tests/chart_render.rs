@@ -397,10 +397,110 @@ fn generated_certificate_is_consistent_and_valid_for_the_service() {
         "forcebacklog.forcebacklog.svc.cluster.local",
     );
     assert!(r.of_kind("Certificate").is_empty());
-    // The lookup that keeps the certificate across upgrades is in place.
-    let helpers = std::fs::read_to_string(support::chart_dir().join("templates/_helpers.tpl"))
-        .expect("helpers");
-    assert!(helpers.contains("lookup \"v1\" \"Secret\" .Release.Namespace"));
+}
+
+/// The certificate of a rendered generate-mode chart: (tls.crt, tls.key,
+/// ca.crt) of its Secret, and the caBundle of every webhook entry.
+fn generated(r: &support::Rendered, release: &str) -> ([Vec<u8>; 3], Vec<Vec<u8>>) {
+    let secret = r.get(&format!("Secret/{release}-tls"));
+    let data = &secret["data"];
+    let bundles = [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ]
+    .iter()
+    .flat_map(|kind| {
+        r.get(&format!("{kind}/{release}"))["webhooks"]
+            .as_array()
+            .expect("webhooks")
+            .iter()
+            .map(|e| b64(&e["clientConfig"]["caBundle"]))
+            .collect::<Vec<_>>()
+    })
+    .collect::<Vec<_>>();
+    assert_eq!(bundles.len(), 3, "three webhook entries");
+    (
+        [
+            b64(&data["tls.crt"]),
+            b64(&data["tls.key"]),
+            b64(&data["ca.crt"]),
+        ],
+        bundles,
+    )
+}
+
+/// `helm upgrade` in generate mode: Helm's `lookup` runs for real (Helm's
+/// Kubernetes client against a minimal API server on loopback that holds
+/// the release's Secret), and the chart reuses that Secret's certificate
+/// and CA instead of generating new ones, so the caBundle does not change.
+#[test]
+fn generate_mode_reuses_the_existing_secret_on_upgrade() {
+    if !support::engine_available() {
+        return;
+    }
+    let values = json!({"__name": "fb", "__namespace": "webhooks"});
+    let lookup_path = "/api/v1/namespaces/webhooks/secrets/fb-forcebacklog-tls";
+
+    // First install: the lookup finds nothing (404), a certificate is made.
+    let install = support::render_cluster(&values, &json!([]));
+    assert!(
+        install
+            .requests
+            .iter()
+            .any(|p| p.split('?').next() == Some(lookup_path)),
+        "the chart must look the Secret up at {lookup_path}; requests: {:?}",
+        install.requests
+    );
+    let ([crt, key, ca], bundles) = generated(&install.rendered, "fb-forcebacklog");
+    assert!(bundles.iter().all(|b| *b == ca));
+    handshake(&crt, &key, &ca, "fb-forcebacklog.webhooks.svc");
+
+    // Upgrade: the Secret of the install is in the cluster; it is reused,
+    // byte for byte, and every caBundle is its ca.crt.
+    let secret = install.rendered.get("Secret/fb-forcebacklog-tls").clone();
+    let upgrade = support::render_cluster(&values, &json!([secret]));
+    assert!(
+        upgrade
+            .requests
+            .iter()
+            .any(|p| p.split('?').next() == Some(lookup_path)),
+        "requests: {:?}",
+        upgrade.requests
+    );
+    let (reused, bundles) = generated(&upgrade.rendered, "fb-forcebacklog");
+    assert_eq!(
+        reused,
+        [crt.clone(), key.clone(), ca.clone()],
+        "the upgrade must keep the Secret's certificate, key and CA"
+    );
+    assert!(
+        bundles.iter().all(|b| *b == ca),
+        "the upgrade must keep the caBundle"
+    );
+    assert_eq!(
+        upgrade.rendered.get("Secret/fb-forcebacklog-tls")["data"],
+        secret["data"]
+    );
+
+    // Not a coincidence: without the Secret, every render makes a new CA.
+    let again = support::render_cluster(&values, &json!([]));
+    let ([_, _, other_ca], _) = generated(&again.rendered, "fb-forcebacklog");
+    assert_ne!(other_ca, ca, "a fresh install generates a new CA");
+
+    // A Secret that lacks ca.crt (replaced by hand, say) is not reused:
+    // the chart makes a complete new certificate rather than a caBundle
+    // that does not match.
+    let mut partial = secret.clone();
+    partial["data"]
+        .as_object_mut()
+        .expect("Secret data")
+        .remove("ca.crt");
+    let repaired = support::render_cluster(&values, &json!([partial]));
+    let ([crt2, key2, ca2], bundles) = generated(&repaired.rendered, "fb-forcebacklog");
+    assert_ne!(ca2, ca);
+    assert_ne!(crt2, crt);
+    assert!(bundles.iter().all(|b| *b == ca2));
+    handshake(&crt2, &key2, &ca2, "fb-forcebacklog.webhooks.svc");
 }
 
 /// Without an issuerRef: a self-signed Issuer signs the chart's CA

@@ -8,6 +8,11 @@ target/helm-sdk (or $FORCEBACKLOG_HELM_SDK_DIR).
     chart.py lint   CHART [VALUES_JSON]   strict lint; exit 1 on any finding
     chart.py render CHART [VALUES_JSON]   print {template: manifest} as JSON
     chart.py schema CHART [VALUES_JSON]   validate values only; exit 1 if invalid
+    chart.py render-cluster CHART VALUES_JSON OBJECTS_JSON
+        render as an upgrade (an install when OBJECTS_JSON is []) where
+        `lookup` reads the core/v1 objects OBJECTS_JSON from a minimal API
+        server on loopback (tests/helm/apiserver.py); print
+        {"manifests": {template: manifest}, "requests": [path, ...]}
 
 Release name `forcebacklog`, namespace `forcebacklog` unless the values JSON
 has the keys `__name` / `__namespace` (removed before use). Exit 2 when the
@@ -28,7 +33,8 @@ KUBE_VERSION = "v1.23.0"
 
 
 def main(argv):
-    if len(argv) not in (3, 4) or argv[1] not in ("lint", "render", "schema"):
+    commands = {"lint": (3, 4), "render": (3, 4), "schema": (3, 4), "render-cluster": (5,)}
+    if len(argv) < 2 or len(argv) not in commands.get(argv[1], ()):
         print(__doc__, file=sys.stderr)
         return 2
     try:
@@ -41,7 +47,7 @@ def main(argv):
         )
         return 2
     command, chart = argv[1], argv[2]
-    values = json.loads(argv[3]) if len(argv) == 4 else {}
+    values = json.loads(argv[3]) if len(argv) >= 4 else {}
     name = values.pop("__name", "forcebacklog")
     namespace = values.pop("__namespace", "forcebacklog")
 
@@ -63,12 +69,36 @@ def main(argv):
         if command == "schema":
             print("schema: ok")
             return 0
-        rendered = loaded.render(values, name=name, namespace=namespace, is_install=True)
-    except helm_python.HelmError as err:
+        if command == "render-cluster":
+            rendered = render_cluster(helm_python, loaded, values, name, namespace, argv[4])
+        else:
+            rendered = loaded.render(values, name=name, namespace=namespace, is_install=True)
+    except (helm_python.HelmError, ValueError) as err:
         print(f"{command}: {err}", file=sys.stderr)
         return 1
     json.dump(rendered, sys.stdout, indent=1, sort_keys=True)
     return 0
+
+
+def render_cluster(helm_python, chart, values, name, namespace, objects_json):
+    """Helm's cluster-aware render (`lookup` live) against ApiServer."""
+    from apiserver import ApiServer
+
+    objects = json.loads(objects_json)
+    with ApiServer(objects) as api:
+        config = helm_python.Config(kubeconfig_content=api.kubeconfig(), namespace=namespace)
+        try:
+            manifests = config.render(
+                chart,
+                values,
+                name=name,
+                namespace=namespace,
+                is_install=not objects,
+                is_upgrade=bool(objects),
+            )
+        finally:
+            config.close()
+        return {"manifests": manifests, "requests": list(api.requests)}
 
 
 if __name__ == "__main__":

@@ -167,6 +167,49 @@ pub fn render(values: &Value) -> Rendered {
     );
     let templates: BTreeMap<String, String> =
         serde_json::from_slice(&out.stdout).expect("chart.py render prints JSON");
+    parse_rendered(templates)
+}
+
+/// What a cluster-aware render saw and made.
+#[derive(Debug, Clone)]
+pub struct ClusterRender {
+    /// The rendered objects.
+    pub rendered: Rendered,
+    /// The paths Helm requested from the API server, in order.
+    pub requests: Vec<String>,
+}
+
+/// Renders the chart the way `helm upgrade` does against a cluster that
+/// holds `objects` (core/v1 objects; `[]`: a first install): the template
+/// function `lookup` really runs, through Helm's Kubernetes client, against
+/// the minimal API server of `tests/helm/apiserver.py` on loopback.
+pub fn render_cluster(values: &Value, objects: &Value) -> ClusterRender {
+    let out = chart_py(&[
+        "render-cluster",
+        &chart_dir().to_string_lossy(),
+        &values.to_string(),
+        &objects.to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "render-cluster with {values} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    #[derive(serde::Deserialize)]
+    struct Output {
+        manifests: BTreeMap<String, String>,
+        requests: Vec<String>,
+    }
+    let output: Output =
+        serde_json::from_slice(&out.stdout).expect("chart.py render-cluster prints JSON");
+    ClusterRender {
+        rendered: parse_rendered(output.manifests),
+        requests: output.requests,
+    }
+}
+
+/// The objects and notes of `{template: manifest}`.
+fn parse_rendered(templates: BTreeMap<String, String>) -> Rendered {
     let mut objects = BTreeMap::new();
     let mut notes = String::new();
     for (template, text) in templates {
