@@ -2,7 +2,8 @@
 //! print an error once, exit non-zero. Nothing else lives here.
 #![forbid(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
 use std::error::Error;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -137,7 +138,10 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     let result: Result<ExitCode, Box<dyn Error>> = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Inject(args) => forcebacklog::manifest::inject_file(
@@ -172,6 +176,48 @@ fn main() -> ExitCode {
             eprintln!("{line}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A command-line error as one line on stderr and exit status 2;
+/// `--help` and `--version` print as usual and succeed.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    if !err.use_stderr() {
+        // Help or version on stdout: if even that fails (a closed pipe),
+        // there is nowhere left to report it.
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    let message = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        format!("no command given: expected one of {}", names.join(", "))
+    } else {
+        first_paragraph(&err.to_string())
+    };
+    eprintln!("forcebacklog: {message} (see --help)");
+    ExitCode::from(2)
+}
+
+/// The first paragraph of clap's message on one line, without `error:`
+/// (it names the argument and the bad value; usage and tips follow). The
+/// indented lines under it (missing arguments) become a comma list.
+fn first_paragraph(text: &str) -> String {
+    let text = text.trim_start();
+    let text = text.strip_prefix("error:").unwrap_or(text);
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|line| line.is_empty())
+        .take_while(|line| !line.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let rest: Vec<&str> = lines.collect();
+    if rest.is_empty() {
+        first.to_owned()
+    } else {
+        format!("{first} {}", rest.join(", "))
     }
 }
 

@@ -1,0 +1,126 @@
+//! Command-line errors of the real `forcebacklog` binary: one line on
+//! stderr naming what was wrong, a non-zero exit; `--help` and `--version`
+//! print on stdout and succeed.
+
+use std::process::{Command, Output};
+
+fn forcebacklog(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_forcebacklog"))
+        .args(args)
+        .env_remove("FORCEBACKLOG_IMAGE")
+        .env_remove("FORCEBACKLOG_IMAGE_PULL_POLICY")
+        .env_remove("FORCEBACKLOG_INIT_CPU")
+        .env_remove("FORCEBACKLOG_INIT_MEMORY")
+        .output()
+        .expect("the forcebacklog binary runs")
+}
+
+/// Runs `args`, expects a usage error, returns the one stderr line.
+fn usage_error(args: &[&str]) -> String {
+    let out = forcebacklog(args);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    assert!(out.stdout.is_empty(), "{args:?}: {out:?}");
+    let stderr = String::from_utf8(out.stderr).expect("UTF-8 stderr");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: exactly one line: {stderr:?}");
+    assert!(stderr.ends_with('\n'), "{stderr:?}");
+    let line = lines[0];
+    assert!(line.starts_with("forcebacklog: "), "{line}");
+    assert!(!line.contains("error:"), "{line}");
+    assert!(line.ends_with(" (see --help)"), "{line}");
+    line.to_owned()
+}
+
+#[test]
+fn bad_values_are_named_on_one_line() {
+    assert_eq!(
+        usage_error(&["run", "--backlog", "0", "--", "true"]),
+        "forcebacklog: invalid value '0' for '--backlog <BACKLOG>': 0 is not in 1..=65535 (see --help)"
+    );
+    let line = usage_error(&["run", "--backlog", "abc"]);
+    assert!(
+        line.contains("'abc'") && line.contains("--backlog"),
+        "{line}"
+    );
+    let line = usage_error(&["run", "--backlog", "70000", "--", "true"]);
+    assert!(line.contains("'70000'"), "{line}");
+    let line = usage_error(&["inject", "-f", "-", "--backlog", "x"]);
+    assert!(line.contains("'x'") && line.contains("--backlog"), "{line}");
+    let line = usage_error(&[
+        "serve",
+        "--tls-cert",
+        "c",
+        "--tls-key",
+        "k",
+        "--addr",
+        "nowhere",
+    ]);
+    assert!(
+        line.contains("'nowhere'") && line.contains("--addr"),
+        "{line}"
+    );
+}
+
+#[test]
+fn missing_arguments_are_listed_on_one_line() {
+    assert_eq!(
+        usage_error(&["inject"]),
+        "forcebacklog: the following required arguments were not provided: --filename <FILE> (see --help)"
+    );
+    assert_eq!(
+        usage_error(&["serve"]),
+        "forcebacklog: the following required arguments were not provided: --tls-cert <TLS_CERT>, --tls-key <TLS_KEY> (see --help)"
+    );
+    let line = usage_error(&["run", "--backlog", "5"]);
+    assert!(line.contains("<COMMAND>"), "{line}");
+    let line = usage_error(&["run", "--backlog"]);
+    assert!(line.contains("--backlog"), "{line}");
+}
+
+#[test]
+fn unknown_commands_and_flags_are_named() {
+    assert_eq!(
+        usage_error(&["frobnicate"]),
+        "forcebacklog: unrecognized subcommand 'frobnicate' (see --help)"
+    );
+    let line = usage_error(&["run", "--backlog", "5", "--bogus", "--", "true"]);
+    assert!(line.contains("'--bogus'"), "{line}");
+    assert_eq!(
+        usage_error(&[]),
+        "forcebacklog: no command given: expected one of serve, inject, run, install-shim (see --help)"
+    );
+}
+
+#[test]
+fn help_and_version_print_on_stdout_and_succeed() {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["run", "--help"],
+        &["help", "inject"],
+    ] {
+        let out = forcebacklog(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        assert!(out.stderr.is_empty(), "{args:?}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage: forcebacklog"), "{args:?}: {text}");
+    }
+    let out = forcebacklog(&["--version"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("forcebacklog {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn run_time_errors_are_one_line_too() {
+    let out = forcebacklog(&["inject", "-f", "/nonexistent/forcebacklog.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(
+        stderr.starts_with("forcebacklog: ") && stderr.contains("/nonexistent/forcebacklog.yaml"),
+        "{stderr}"
+    );
+}
