@@ -74,20 +74,24 @@ enum LogFormat {
 #[derive(Debug, clap::Args)]
 struct InjectOptions {
     /// Image of the install-shim init container.
-    #[arg(long, env = "FORCEBACKLOG_IMAGE", default_value = forcebacklog::config::DEFAULT_IMAGE)]
+    #[arg(long, env = "FORCEBACKLOG_IMAGE", default_value = forcebacklog::config::DEFAULT_IMAGE,
+          value_parser = forcebacklog::config::parse_image)]
     image: String,
     /// imagePullPolicy of the init container.
-    #[arg(long, env = "FORCEBACKLOG_IMAGE_PULL_POLICY")]
+    #[arg(long, env = "FORCEBACKLOG_IMAGE_PULL_POLICY",
+          value_parser = forcebacklog::config::PULL_POLICIES)]
     image_pull_policy: Option<String>,
     /// Backlog for pods opted in by their namespace label.
     #[arg(long, env = "FORCEBACKLOG_DEFAULT_BACKLOG", default_value_t = 4096,
           value_parser = clap::value_parser!(u16).range(1..))]
     default_backlog: u16,
-    /// CPU request and limit of the init container.
-    #[arg(long, env = "FORCEBACKLOG_INIT_CPU", default_value = "10m")]
+    /// CPU request and limit of the init container (a Kubernetes quantity).
+    #[arg(long, env = "FORCEBACKLOG_INIT_CPU", default_value = "10m",
+          value_parser = forcebacklog::config::parse_quantity)]
     init_cpu: String,
-    /// Memory request and limit of the init container.
-    #[arg(long, env = "FORCEBACKLOG_INIT_MEMORY", default_value = "16Mi")]
+    /// Memory request and limit of the init container (a Kubernetes quantity).
+    #[arg(long, env = "FORCEBACKLOG_INIT_MEMORY", default_value = "16Mi",
+          value_parser = forcebacklog::config::parse_quantity)]
     init_memory: String,
 }
 

@@ -124,3 +124,112 @@ fn run_time_errors_are_one_line_too() {
         "{stderr}"
     );
 }
+
+/// A pod the injection targets, on stdin of `inject -f -`.
+const POD: &str = r#"{"apiVersion": "v1", "kind": "Pod",
+  "metadata": {"name": "p", "annotations": {"forcebacklog/value": "234"}},
+  "spec": {"containers": [{"name": "web", "image": "web:1"}]}}"#;
+
+fn inject_stdin(args: &[&str], env: &[(&str, &str)]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forcebacklog"));
+    cmd.args(["inject", "-f", "-"])
+        .args(args)
+        .env_remove("FORCEBACKLOG_IMAGE")
+        .env_remove("FORCEBACKLOG_IMAGE_PULL_POLICY")
+        .env_remove("FORCEBACKLOG_INIT_CPU")
+        .env_remove("FORCEBACKLOG_INIT_MEMORY")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("the forcebacklog binary runs");
+    // A refused option exits before reading stdin: a broken pipe is fine.
+    let _ = child.stdin.take().expect("stdin").write_all(POD.as_bytes());
+    child.wait_with_output().expect("wait")
+}
+
+fn one_error_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    stderr
+}
+
+#[test]
+fn init_container_settings_are_checked_at_start_up() {
+    for (args, needles) in [
+        (
+            &["--init-cpu", "10x"][..],
+            &["'10x'", "--init-cpu", "not a Kubernetes quantity"][..],
+        ),
+        (
+            &["--init-memory", "16mb"],
+            &["'16mb'", "--init-memory", "16Mi"],
+        ),
+        (&["--init-memory=-1"], &["'-1'", "cannot be negative"]),
+        (
+            &["--image-pull-policy", "always"],
+            &["'always'", "Always, IfNotPresent, Never"],
+        ),
+        (&["--image", ""], &["--image", "non-empty"]),
+        (&["--image", "fb :1"], &["'fb :1'", "whitespace"]),
+    ] {
+        let stderr = one_error_line(&inject_stdin(args, &[]));
+        for needle in needles {
+            assert!(stderr.contains(needle), "{args:?}: {needle}: {stderr}");
+        }
+    }
+    // The same checks apply to the environment variables `serve` reads.
+    for (var, value) in [
+        ("FORCEBACKLOG_INIT_CPU", "ten"),
+        ("FORCEBACKLOG_INIT_MEMORY", "16MB"),
+        ("FORCEBACKLOG_IMAGE_PULL_POLICY", "Sometimes"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_forcebacklog"))
+            .args([
+                "serve",
+                "--tls-cert",
+                "/nonexistent/c",
+                "--tls-key",
+                "/nonexistent/k",
+            ])
+            .env(var, value)
+            .output()
+            .expect("the forcebacklog binary runs");
+        let stderr = one_error_line(&out);
+        assert!(stderr.contains(&format!("'{value}'")), "{var}: {stderr}");
+    }
+}
+
+#[test]
+fn valid_init_container_settings_reach_the_pod() {
+    let out = inject_stdin(
+        &[
+            "--init-cpu",
+            "0.5",
+            "--init-memory",
+            "1e6",
+            "--image-pull-policy",
+            "IfNotPresent",
+            "--image",
+            "registry.local/fb:1",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
+    let init = &docs[0]["spec"]["initContainers"][0];
+    assert_eq!(init["image"], "registry.local/fb:1");
+    assert_eq!(init["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(
+        init["resources"]["limits"],
+        serde_json::json!({"cpu": "0.5", "memory": "1e6"})
+    );
+    let out = inject_stdin(&[], &[("FORCEBACKLOG_INIT_MEMORY", "32Mi")]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("memory: 32Mi"));
+}
