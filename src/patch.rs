@@ -1,8 +1,9 @@
 //! A [`Plan`] → RFC 6902 JSON Patch operations against the raw pod JSON.
 //!
 //! Only `add` operations are emitted: `add` creates a missing member,
-//! replaces an existing one, and inserts into arrays, which covers every
-//! change the plan makes. Paths are built from the shape the plan saw
+//! replaces an existing one (the `value` of an existing `LD_PRELOAD`
+//! entry, replaced by the merged list with the shim first), and inserts
+//! into arrays, which covers every change the plan makes. Paths are built from the shape the plan saw
 //! (missing `metadata`, `annotations`, `volumes`, `initContainers`, `env`,
 //! `volumeMounts` are created whole), so the patch applies to exactly the
 //! object it was planned for, and fields this code does not know are never
@@ -649,12 +650,31 @@ mod tests {
             {"name": "b", "env": [{"name": "LD_PRELOAD"}]},
             {"name": "c", "env": [{"name": "LD_PRELOAD", "value": "/opt/forcebacklog/libforcebacklog.so:/lib/z.so"}]}
         ]}});
-        let (_, out) = run(&pod, ANNOTATED);
+        let (m, out) = run(&pod, ANNOTATED);
         let shim = "/opt/forcebacklog/libforcebacklog.so";
+        // The existing value is replaced by the merged list, the shim
+        // first: an `add` on an existing member replaces it (RFC 6902 4.1).
+        let set: Vec<(&str, Value)> = m
+            .ops
+            .iter()
+            .filter(|o| o.path.ends_with("/value"))
+            .map(|o| (o.path.as_str(), o.value().unwrap()))
+            .collect();
+        assert_eq!(
+            set,
+            [
+                (
+                    "/spec/containers/0/env/0/value",
+                    json!(format!("{shim} /lib/x.so /lib/y.so"))
+                ),
+                ("/spec/containers/1/env/0/value", json!(shim)),
+            ]
+        );
+        assert!(m.ops.iter().all(|o| o.op == "add"));
         assert_eq!(
             env_of(&out, "containers", 0),
             [
-                ("LD_PRELOAD".into(), format!("/lib/x.so /lib/y.so {shim}")),
+                ("LD_PRELOAD".into(), format!("{shim} /lib/x.so /lib/y.so")),
                 ("BACKLOG".into(), "512".into())
             ]
         );

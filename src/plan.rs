@@ -449,7 +449,8 @@ pub enum EnvEdit {
         /// Its value.
         value: String,
     },
-    /// Set the `value` of the existing entry at `index` (the merged `LD_PRELOAD`).
+    /// Set (replace) the `value` of the existing entry at `index` (the
+    /// merged `LD_PRELOAD`, the shim first).
     SetValue {
         /// Index in the container's `env`.
         index: usize,
@@ -788,7 +789,8 @@ fn work(
                     name,
                     value: value.clone(),
                 }),
-                // Merged, never replaced (valueFrom was ruled out above).
+                // Merged: the shim first, the user's list kept after it
+                // (valueFrom was ruled out above).
                 Some((index, existing)) if *name == ENV_LD_PRELOAD => {
                     merge_ld_preload(existing.value.as_deref().unwrap_or(""))
                         .map(|value| EnvEdit::SetValue { index, value })
@@ -885,27 +887,50 @@ fn within_mount_path(path: &str) -> Option<bool> {
     Some(segments.next().is_some())
 }
 
-/// The new `LD_PRELOAD` value, or `None` when the shim is already listed.
-/// The existing separator (`:` or whitespace) is kept; `:` by default.
+/// The new `LD_PRELOAD` value of an app container, or `None` when the
+/// shim is already listed: [`preload_with_shim`] with [`SHIM_PATH`].
 pub fn merge_ld_preload(existing: &str) -> Option<String> {
-    let already = existing
-        .split(|c: char| c == ':' || c.is_ascii_whitespace())
-        .any(|entry| entry == SHIM_PATH);
-    if already {
+    preload_with_shim(SHIM_PATH.as_bytes(), existing.as_bytes())
+        // Both inputs are UTF-8 and only ASCII separators are added.
+        .map(|merged| String::from_utf8_lossy(&merged).into_owned())
+}
+
+/// The one `LD_PRELOAD` rule, for the webhook and for `forcebacklog run`:
+/// the shim goes FIRST and the existing list is kept after it, with its
+/// own separator (`:`, or a space when the list uses spaces; `:` for a
+/// single entry). The shim chains to the next `listen` in the lookup
+/// order, so a later library that also wraps `listen` still runs; a
+/// library placed before it that does not chain would bypass it.
+/// Returns `None` when `shim` is already listed anywhere (nothing to do).
+/// Empty entries at either end of the existing list are dropped.
+/// Bytes, not text: an inherited `LD_PRELOAD` need not be UTF-8.
+pub fn preload_with_shim(shim: &[u8], existing: &[u8]) -> Option<Vec<u8>> {
+    let is_separator = |b: &u8| *b == b':' || b.is_ascii_whitespace();
+    if existing.split(is_separator).any(|entry| entry == shim) {
         return None;
     }
-    let trimmed = existing.trim_end_matches(|c: char| c == ':' || c.is_ascii_whitespace());
-    if trimmed.trim().is_empty() {
-        return Some(SHIM_PATH.to_owned());
+    let start = existing
+        .iter()
+        .position(|b| !is_separator(b))
+        .unwrap_or(existing.len());
+    let end = existing
+        .iter()
+        .rposition(|b| !is_separator(b))
+        .map_or(start, |i| i + 1);
+    let rest = &existing[start..end];
+    let mut merged = shim.to_vec();
+    if !rest.is_empty() {
+        let separator = if rest.contains(&b':') {
+            b':'
+        } else if rest.iter().any(u8::is_ascii_whitespace) {
+            b' '
+        } else {
+            b':'
+        };
+        merged.push(separator);
+        merged.extend_from_slice(rest);
     }
-    let separator = if trimmed.contains(':') {
-        ':'
-    } else if trimmed.contains(|c: char| c.is_ascii_whitespace()) {
-        ' '
-    } else {
-        ':'
-    };
-    Some(format!("{trimmed}{separator}{SHIM_PATH}"))
+    Some(merged)
 }
 
 #[cfg(test)]
@@ -1376,27 +1401,56 @@ mod tests {
     fn ld_preload_merging() {
         assert_eq!(merge_ld_preload(""), Some(SHIM_PATH.to_owned()));
         assert_eq!(merge_ld_preload("  "), Some(SHIM_PATH.to_owned()));
+        assert_eq!(merge_ld_preload(":"), Some(SHIM_PATH.to_owned()));
         assert_eq!(
             merge_ld_preload("/lib/a.so"),
-            Some(format!("/lib/a.so:{SHIM_PATH}"))
+            Some(format!("{SHIM_PATH}:/lib/a.so"))
         );
         assert_eq!(
             merge_ld_preload("/lib/a.so:/lib/b.so"),
-            Some(format!("/lib/a.so:/lib/b.so:{SHIM_PATH}"))
+            Some(format!("{SHIM_PATH}:/lib/a.so:/lib/b.so"))
         );
         assert_eq!(
             merge_ld_preload("/lib/a.so /lib/b.so"),
-            Some(format!("/lib/a.so /lib/b.so {SHIM_PATH}"))
+            Some(format!("{SHIM_PATH} /lib/a.so /lib/b.so"))
         );
         assert_eq!(
             merge_ld_preload("/lib/a.so:"),
-            Some(format!("/lib/a.so:{SHIM_PATH}"))
+            Some(format!("{SHIM_PATH}:/lib/a.so"))
+        );
+        assert_eq!(
+            merge_ld_preload(" /lib/a.so "),
+            Some(format!("{SHIM_PATH}:/lib/a.so"))
+        );
+        // Mixed separators: the list is kept as it is, ours joins with `:`.
+        assert_eq!(
+            merge_ld_preload("/lib/a.so /lib/b.so:/lib/c.so"),
+            Some(format!("{SHIM_PATH}:/lib/a.so /lib/b.so:/lib/c.so"))
         );
         assert_eq!(merge_ld_preload(SHIM_PATH), None);
         assert_eq!(merge_ld_preload(&format!("/x.so {SHIM_PATH}")), None);
         assert_eq!(merge_ld_preload(&format!("{SHIM_PATH}:/x.so")), None);
+        assert_eq!(merge_ld_preload(&format!("/x.so:{SHIM_PATH}:/y.so")), None);
         // A longer path that merely contains ours is not ours.
-        assert!(merge_ld_preload(&format!("{SHIM_PATH}.bak")).is_some());
+        assert_eq!(
+            merge_ld_preload(&format!("{SHIM_PATH}.bak")),
+            Some(format!("{SHIM_PATH}:{SHIM_PATH}.bak"))
+        );
+    }
+
+    #[test]
+    fn preload_merging_works_on_bytes() {
+        // `forcebacklog run` passes its cache path and an inherited value
+        // that need not be UTF-8.
+        assert_eq!(
+            preload_with_shim(b"/c/s.so", b"/l/\xff.so"),
+            Some(b"/c/s.so:/l/\xff.so".to_vec())
+        );
+        assert_eq!(preload_with_shim(b"/c/s.so", b"/l/\xff.so /c/s.so"), None);
+        assert_eq!(
+            preload_with_shim(b"/c/s.so", b""),
+            Some(b"/c/s.so".to_vec())
+        );
     }
 
     #[test]
@@ -1413,7 +1467,7 @@ mod tests {
                 },
                 EnvEdit::SetValue {
                     index: 1,
-                    value: format!("/usr/lib/libjemalloc.so:{SHIM_PATH}")
+                    value: format!("{SHIM_PATH}:/usr/lib/libjemalloc.so")
                 }
             ]
         );

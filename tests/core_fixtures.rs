@@ -215,7 +215,7 @@ fn existing_ld_preload_and_backlog() {
         [
             (
                 "LD_PRELOAD".into(),
-                format!("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2:{SHIM}")
+                format!("{SHIM}:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
             ),
             ("BACKLOG".into(), "128".into()),
             ("MALLOC_CONF".into(), "background_thread:true".into()),
@@ -226,7 +226,7 @@ fn existing_ld_preload_and_backlog() {
         [
             (
                 "LD_PRELOAD".into(),
-                format!("/usr/lib/libtcmalloc.so /usr/lib/libtrace.so {SHIM}")
+                format!("{SHIM} /usr/lib/libtcmalloc.so /usr/lib/libtrace.so")
             ),
             ("BACKLOG".into(), "2000".into()),
         ]

@@ -129,7 +129,7 @@ fn kube_built_request_gets_a_base64_patch_that_yields_a_valid_pod() {
     let web_env = spec.containers[0].env.as_ref().expect("env");
     assert_eq!(
         web_env[0].value.as_deref(),
-        Some("/usr/lib/libjemalloc.so.2:/opt/forcebacklog/libforcebacklog.so")
+        Some("/opt/forcebacklog/libforcebacklog.so:/usr/lib/libjemalloc.so.2")
     );
     assert!(
         web_env

@@ -232,7 +232,7 @@ fn example_multi_document_stream() {
     let sts = &found[1].1["spec"];
     assert_eq!(
         sts["containers"][0]["env"][0]["value"],
-        "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2:/opt/forcebacklog/libforcebacklog.so"
+        "/opt/forcebacklog/libforcebacklog.so:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
     );
     assert!(
         sts["containers"][1].get("env").is_none(),

@@ -2,6 +2,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -19,19 +20,21 @@ pub enum EnvChange {
 
 /// The environment of the command. The options are the whole shim
 /// configuration: inherited `FORCEBACKLOG_MODE`/`PORTS`/`DEBUG` values
-/// are replaced or removed. The shim goes FIRST in `LD_PRELOAD`, before
-/// an existing value (which is kept): it chains to the next `listen`, so
-/// a later library that also wraps `listen` still runs.
+/// are replaced or removed. `LD_PRELOAD` follows the webhook's rule
+/// ([`crate::plan::preload_with_shim`]): the shim first, an inherited
+/// list kept after it with its separator, nothing added when the shim is
+/// already listed.
 pub fn environment(
     options: &RunOptions,
     shim: &Path,
     inherited_preload: Option<&OsStr>,
 ) -> Vec<EnvChange> {
-    let mut preload = shim.as_os_str().to_owned();
-    if let Some(existing) = inherited_preload.filter(|v| !v.is_empty()) {
-        preload.push(":");
-        preload.push(existing);
-    }
+    let existing = inherited_preload.unwrap_or_default();
+    let preload =
+        match crate::plan::preload_with_shim(shim.as_os_str().as_bytes(), existing.as_bytes()) {
+            Some(merged) => OsString::from_vec(merged),
+            None => existing.to_owned(),
+        };
     let mut env = vec![
         EnvChange::Set("BACKLOG", options.backlog.to_string().into()),
         EnvChange::Set("LD_PRELOAD", preload),
@@ -117,6 +120,34 @@ mod tests {
         )));
         let env = environment(&options(), Path::new("/s.so"), Some(OsStr::new("")));
         assert!(env.contains(&EnvChange::Set("LD_PRELOAD", "/s.so".into())));
+    }
+
+    #[test]
+    fn preload_follows_the_webhook_rule() {
+        let set = |inherited: &str| {
+            environment(
+                &options(),
+                Path::new("/c/s.so"),
+                Some(OsStr::new(inherited)),
+            )
+            .into_iter()
+            .find_map(|change| match change {
+                EnvChange::Set("LD_PRELOAD", value) => Some(value),
+                _ => None,
+            })
+            .expect("LD_PRELOAD is set")
+        };
+        // Spaces stay spaces; the shim is not listed twice.
+        assert_eq!(set("/l/a.so /l/b.so"), "/c/s.so /l/a.so /l/b.so");
+        assert_eq!(set("/l/a.so:/c/s.so"), "/l/a.so:/c/s.so");
+        assert_eq!(set(":/l/a.so:"), "/c/s.so:/l/a.so");
+        // Not UTF-8: passed through byte for byte.
+        let odd = OsString::from_vec(b"/l/\xff.so".to_vec());
+        let env = environment(&options(), Path::new("/c/s.so"), Some(&odd));
+        assert!(env.contains(&EnvChange::Set(
+            "LD_PRELOAD",
+            OsString::from_vec(b"/c/s.so:/l/\xff.so".to_vec())
+        )));
     }
 
     #[test]
