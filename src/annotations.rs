@@ -163,6 +163,16 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Reads a mode: `raise` or `set`, exactly (the rule for
+    /// `forcebacklog/mode` and for `forcebacklog run --mode`).
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "raise" => Some(Mode::Raise),
+            "set" => Some(Mode::Set),
+            _ => None,
+        }
+    }
+
     /// The env value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -312,30 +322,32 @@ fn parse_switch(s: &str) -> Result<Switch, AnnotationError> {
 }
 
 fn parse_mode(s: &str) -> Result<Mode, AnnotationError> {
-    match s {
-        "raise" => Ok(Mode::Raise),
-        "set" => Ok(Mode::Set),
-        other => Err(AnnotationError::Mode(clip(other))),
-    }
+    Mode::parse(s).ok_or_else(|| AnnotationError::Mode(clip(s)))
 }
 
-/// Parses `80, 8080` into its normalised form `80,8080`.
-fn parse_ports(s: &str) -> Result<String, AnnotationError> {
+/// Normalises a port list to the form the shim reads (`FORCEBACKLOG_PORTS`):
+/// ` 80, 8080` becomes `80,8080`. Items are decimal ports in 1..=65535,
+/// separated by commas, with optional spaces around them; no empty items.
+/// The rule for `forcebacklog/ports` and for `forcebacklog run --ports`.
+/// The error is the first item that is not a port (trimmed).
+pub fn normalise_ports(s: &str) -> Result<String, &str> {
     let mut out = String::with_capacity(s.len());
     for item in s.split(',') {
         let item = item.trim();
-        let Some(port) = parse_u16_nonzero(item) else {
-            return Err(AnnotationError::Ports {
-                value: clip(s),
-                bad: clip(item),
-            });
-        };
+        let port = parse_u16_nonzero(item).ok_or(item)?;
         if !out.is_empty() {
             out.push(',');
         }
         out.push_str(&port.to_string());
     }
     Ok(out)
+}
+
+fn parse_ports(s: &str) -> Result<String, AnnotationError> {
+    normalise_ports(s).map_err(|bad| AnnotationError::Ports {
+        value: clip(s),
+        bad: clip(bad),
+    })
 }
 
 fn parse_containers(s: &str) -> Result<Vec<String>, AnnotationError> {

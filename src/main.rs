@@ -128,9 +128,9 @@ struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     backlog: u16,
     /// `raise` (never lower the app's value) or `set` (exactly BACKLOG).
-    #[arg(long, value_parser = ["raise", "set"])]
+    #[arg(long)]
     mode: Option<String>,
-    /// Only listeners bound to these local ports, e.g. `8080,9090`.
+    /// Only listeners bound to these local ports, e.g. `8080,9090` or `8080, 9090`.
     #[arg(long)]
     ports: Option<String>,
     /// Print one line per changed listen() to stderr.

@@ -13,6 +13,7 @@ mod cache;
 mod launch;
 mod write;
 
+use crate::annotations::{self, Mode};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,7 +64,7 @@ pub enum ShimError {
     /// `--ports` is not a comma list of ports.
     #[error(
         "invalid --ports {value:?}: {item:?} is not a port; expected a comma list of \
-         integers in 1..=65535 without spaces, e.g. 8080,9090"
+         integers in 1..=65535, e.g. 8080,9090"
     )]
     InvalidPorts {
         /// The whole rejected list.
@@ -102,55 +103,55 @@ pub enum ShimError {
 /// Options of `forcebacklog run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// The backlog (already validated: 1..=65535).
+    /// The backlog (1..=65535).
     pub backlog: u16,
     /// `raise` or `set`.
     pub mode: Option<String>,
-    /// Comma-separated local ports.
+    /// Comma-separated local ports, e.g. `80,8080` or ` 80, 8080`.
     pub ports: Option<String>,
     /// `FORCEBACKLOG_DEBUG=1`.
     pub debug: bool,
 }
 
 impl RunOptions {
-    /// Checks every option the way the shim will read it, so a value the
-    /// shim would silently ignore is an error before anything runs.
-    pub fn validate(&self) -> Result<(), ShimError> {
+    /// Checks every option with the rules of the annotations
+    /// ([`crate::annotations::Mode::parse`],
+    /// [`crate::annotations::normalise_ports`]), so a value the shim would
+    /// silently ignore is an error before anything runs, and returns them
+    /// in the form the shim reads (`80,8080`).
+    pub fn normalised(&self) -> Result<RunOptions, ShimError> {
         if self.backlog == 0 {
             return Err(ShimError::InvalidBacklog {
                 value: self.backlog,
             });
         }
-        if let Some(mode) = &self.mode
-            && mode != "raise"
-            && mode != "set"
-        {
-            return Err(ShimError::InvalidMode {
-                value: mode.clone(),
-            });
-        }
-        if let Some(ports) = &self.ports {
-            validate_ports(ports)?;
-        }
-        Ok(())
+        let mode = match &self.mode {
+            None => None,
+            Some(mode) => match Mode::parse(mode) {
+                Some(mode) => Some(mode.as_str().to_owned()),
+                None => {
+                    return Err(ShimError::InvalidMode {
+                        value: mode.clone(),
+                    });
+                }
+            },
+        };
+        let ports = match &self.ports {
+            None => None,
+            Some(list) => Some(annotations::normalise_ports(list).map_err(|item| {
+                ShimError::InvalidPorts {
+                    value: list.clone(),
+                    item: item.to_owned(),
+                }
+            })?),
+        };
+        Ok(RunOptions {
+            backlog: self.backlog,
+            mode,
+            ports,
+            debug: self.debug,
+        })
     }
-}
-
-/// Checks a `FORCEBACKLOG_PORTS` list exactly as the shim parses it:
-/// comma-separated decimal ports in 1..=65535, no spaces, no empty items.
-pub fn validate_ports(list: &str) -> Result<(), ShimError> {
-    for item in list.split(',') {
-        let valid = !item.is_empty()
-            && item.bytes().all(|b| b.is_ascii_digit())
-            && item.parse::<u16>().is_ok_and(|port| port != 0);
-        if !valid {
-            return Err(ShimError::InvalidPorts {
-                value: list.to_owned(),
-                item: item.to_owned(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// Writes `dir/libforcebacklog.so` atomically, mode 0555.
@@ -162,10 +163,10 @@ pub fn install(dir: &Path) -> Result<PathBuf, ShimError> {
 /// process (`exec`), so its exit code and signals pass through as if it
 /// had been started directly; this returns only on an error.
 pub fn run(options: &RunOptions, command: &[OsString]) -> Result<ExitCode, ShimError> {
-    options.validate()?;
+    let options = options.normalised()?;
     let (program, args) = command.split_first().ok_or(ShimError::NoCommand)?;
     let shim = cache::extract(SHIM)?;
-    Err(launch::exec(options, &shim, program, args))
+    Err(launch::exec(&options, &shim, program, args))
 }
 
 #[cfg(test)]
@@ -193,10 +194,30 @@ mod tests {
         let mut opts = options();
         opts.mode = Some("set".into());
         opts.ports = Some("8080,9090".into());
-        assert!(opts.validate().is_ok());
+        let checked = opts.normalised().expect("valid");
+        assert_eq!(checked.mode.as_deref(), Some("set"));
+        assert_eq!(checked.ports.as_deref(), Some("8080,9090"));
         opts.mode = Some("raise".into());
         opts.ports = Some("1".into());
-        assert!(opts.validate().is_ok());
+        assert!(opts.normalised().is_ok());
+    }
+
+    #[test]
+    fn ports_are_normalised_like_the_annotation() {
+        for (list, shim_reads) in [
+            (" 80, 8080", "80,8080"),
+            ("8080 ,9090 ", "8080,9090"),
+            ("443", "443"),
+        ] {
+            let mut opts = options();
+            opts.ports = Some(list.into());
+            let checked = opts.normalised().expect(list);
+            assert_eq!(checked.ports.as_deref(), Some(shim_reads), "{list:?}");
+            assert_eq!(
+                crate::annotations::normalise_ports(list).as_deref(),
+                Ok(shim_reads)
+            );
+        }
     }
 
     #[test]
@@ -204,15 +225,17 @@ mod tests {
         for (list, item) in [
             ("", ""),
             ("8080,", ""),
-            ("8080, 9090", " 9090"),
+            ("8080, ,9090", ""),
+            ("8080, x", "x"),
             ("0", "0"),
             ("65536", "65536"),
             ("+80", "+80"),
+            ("80 90", "80 90"),
             ("http", "http"),
         ] {
             let mut opts = options();
             opts.ports = Some(list.into());
-            match opts.validate() {
+            match opts.normalised() {
                 Err(ShimError::InvalidPorts { value, item: bad }) => {
                     assert_eq!(value, list);
                     assert_eq!(bad, item);
@@ -224,16 +247,18 @@ mod tests {
 
     #[test]
     fn bad_mode_and_backlog_are_rejected() {
-        let mut opts = options();
-        opts.mode = Some("lower".into());
-        assert!(matches!(
-            opts.validate(),
-            Err(ShimError::InvalidMode { .. })
-        ));
+        for mode in ["lower", "SET", " raise", ""] {
+            let mut opts = options();
+            opts.mode = Some(mode.into());
+            assert!(
+                matches!(opts.normalised(), Err(ShimError::InvalidMode { value }) if value == mode),
+                "{mode:?}"
+            );
+        }
         let mut opts = options();
         opts.backlog = 0;
         assert!(matches!(
-            opts.validate(),
+            opts.normalised(),
             Err(ShimError::InvalidBacklog { value: 0 })
         ));
     }

@@ -176,6 +176,18 @@ fn the_variables_reach_the_command() {
     );
 }
 
+#[test]
+fn ports_are_normalised_like_the_annotation() {
+    // The rule of `forcebacklog/ports`: spaces around items are fine, and
+    // the shim gets the list without them (it reads `80,443` only).
+    let out = output(forcebacklog_run(
+        &["--backlog", "300", "--ports", " 80, 443"],
+        &["sh", "-c", "printf '%s' \"$FORCEBACKLOG_PORTS\""],
+    ));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "80,443");
+}
+
 /// Runs `forcebacklog run ARGS -- sh -c 'touch MARKER'` and checks that
 /// it fails with one error line containing `needle` and that the command
 /// never ran.
@@ -196,7 +208,8 @@ fn bad_options_are_rejected_before_running() {
         &["--backlog", "64", "--ports", "80,x"],
         "invalid --ports \"80,x\"",
     );
-    rejected_before_running(&["--backlog", "64", "--ports", "80, 81"], "--ports");
+    rejected_before_running(&["--backlog", "64", "--ports", "80, ,81"], "--ports");
+    rejected_before_running(&["--backlog", "64", "--ports", "80 81"], "--ports");
     rejected_before_running(&["--backlog", "64", "--ports", ""], "--ports");
     rejected_before_running(&["--backlog", "0"], "--backlog");
     rejected_before_running(&["--backlog", "65536"], "--backlog");
