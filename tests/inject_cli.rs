@@ -328,7 +328,7 @@ fn bad_input_is_one_line_and_a_failure() {
 fn istio_corpus_with_backlog_234() {
     let dir = repo("../shared/corpus/istio-inject");
     if !dir.is_dir() {
-        if std::env::var_os("FORCEBACKLOG_ALLOW_SKIP").is_some() {
+        if std::env::var("FORCEBACKLOG_ALLOW_SKIP").as_deref() == Ok("1") {
             println!("SKIP: {} is missing", dir.display());
             return;
         }
