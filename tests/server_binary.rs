@@ -148,7 +148,7 @@ async fn the_binary_serves_reports_ready_and_exits_0_on_sigterm_and_sigint() {
         assert_eq!(readyz.status, 200);
         eprintln!(
             "process start → ready log line {to_ready_line:?}, → /readyz 200 {to_readyz:?} \
-             (issue 5 target: < 50 ms; debug build)"
+             (start-up target: ready in < 50 ms; this is a debug build)"
         );
 
         let mut client = Client::connect(addr, &ca.cert_der(), Alpn::Both).await;
