@@ -643,6 +643,62 @@ mod tests {
     }
 
     #[test]
+    fn reinvocation_never_moves_our_init_container() {
+        // First injection: ours goes to index 0, before the named native
+        // sidecar, so the sidecar starts after the shim is installed.
+        let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "512",
+                                                      "forcebacklog/containers": "proxy,web"}},
+            "spec": {
+                "initContainers": [{"name": "proxy", "restartPolicy": "Always"}],
+                "containers": [{"name": "web"}]}});
+        let (_, mut out) = run(&pod, ANNOTATED);
+        let names = |pod: &Value| -> Vec<String> {
+            pod["spec"]["initContainers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(names(&out), ["forcebacklog-install", "proxy"]);
+        // Another webhook then puts its own init container and a native
+        // sidecar first. Re-invoked, forcebacklog changes nothing and does
+        // not move its init container back to the front.
+        let init = out["spec"]["initContainers"].as_array_mut().unwrap();
+        init.insert(0, json!({"name": "mesh-init"}));
+        init.insert(0, json!({"name": "mesh-proxy", "restartPolicy": "Always"}));
+        let text = out.to_string();
+        let view: PodView<'_> = serde_json::from_str(&text).unwrap();
+        let again = mutate(&view, ANNOTATED, &InjectConfig::default());
+        assert_eq!(again.verdict, Verdict::AlreadyInjected);
+        assert!(again.ops.is_empty(), "{:?}", again.ops);
+        assert_eq!(
+            names(&out),
+            ["mesh-proxy", "mesh-init", "forcebacklog-install", "proxy"]
+        );
+
+        // A named sidecar that another webhook adds after the first call:
+        // skipped then, injected on the re-invocation, ours first.
+        let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "512",
+                                                      "forcebacklog/containers": "mesh-proxy"}},
+            "spec": {"containers": [{"name": "web"}]}});
+        let (first, mut out) = run(&pod, ANNOTATED);
+        assert!(
+            matches!(first.verdict, Verdict::Skip(_)),
+            "{:?}",
+            first.verdict
+        );
+        out["spec"]["initContainers"] = json!([{"name": "mesh-proxy", "restartPolicy": "Always"}]);
+        let (second, out) = run(&out, ANNOTATED);
+        assert_eq!(second.verdict, Verdict::Inject);
+        assert_eq!(names(&out), ["forcebacklog-install", "mesh-proxy"]);
+        assert_eq!(
+            out["metadata"]["annotations"]["forcebacklog/status"],
+            "injected"
+        );
+    }
+
+    #[test]
     fn ld_preload_merge_is_written_and_kept() {
         let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "512"}},
         "spec": {"containers": [
