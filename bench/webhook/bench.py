@@ -99,8 +99,16 @@ class Work:
             subprocess.run(["openssl", *argv], check=True, capture_output=True)
         self.server = os.path.join(self.dir, "forcebacklog")
         shutil.copy2(os.path.join(ROOT, "target", "release", "forcebacklog"), self.server)
+        # The image ships a static musl build (Dockerfile): measured too when built.
+        musl = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "release", "forcebacklog")
+        self.server_musl = None
+        if os.path.exists(musl):
+            self.server_musl = os.path.join(self.dir, "forcebacklog-musl")
+            shutil.copy2(musl, self.server_musl)
         self.baseline = os.path.join(self.dir, "baseline")
         shutil.copy2(os.path.join(HERE, "target", "release", "baseline"), self.baseline)
+        self.baseline_mimalloc = os.path.join(self.dir, "baseline_mimalloc")
+        shutil.copy2(os.path.join(HERE, "target", "release", "baseline_mimalloc"), self.baseline_mimalloc)
         self.scale = os.path.join(HERE, "target", "release", "scale")
         self.loadgen = os.path.join(HERE, "target", "release", "loadgen")
         # The same pod without the forcebacklog annotation (the common case
@@ -130,14 +138,16 @@ class Server:
         self.kind = kind
         self.port = free_port()
         self.admin = None
-        if kind == "forcebacklog":
+        if kind in ("forcebacklog", "forcebacklog-musl"):
             self.admin = free_port()
-            argv = [work.server, "serve", "--tls-cert", work.cert, "--tls-key", work.key,
+            binary = work.server if kind == "forcebacklog" else work.server_musl
+            argv = [binary, "serve", "--tls-cert", work.cert, "--tls-key", work.key,
                     "--addr", f"127.0.0.1:{self.port}", "--admin-addr", f"127.0.0.1:{self.admin}",
                     "--log-level", "warn"]
         else:
-            stack = kind.split(":", 1)[1]
-            argv = [work.baseline, "--stack", stack, f"127.0.0.1:{self.port}", work.cert, work.key,
+            program, stack = kind.split(":", 1)
+            binary = work.baseline_mimalloc if program == "baseline+mimalloc" else work.baseline
+            argv = [binary, "--stack", stack, f"127.0.0.1:{self.port}", work.cert, work.key,
                     work.response]
         self.started = time.monotonic()
         self.process = subprocess.Popen(NICE + ["taskset", "-c", SERVER_CPU] + argv,
@@ -312,9 +322,15 @@ def bench_cpu(work, seconds, rounds):
     server = Server(work, "forcebacklog")
     size_in, size_out = capture_response(work, server)
     print(f"   review {size_in} bytes (3-container Pod CREATE, annotated), answer {size_out} bytes")
-    servers = [Server(work, "baseline:hyper"), Server(work, "baseline:axum-server"), server]
+    servers = [Server(work, "baseline:hyper"), Server(work, "baseline+mimalloc:hyper"),
+               Server(work, "baseline:hyper-nagle"), Server(work, "baseline:axum-server"),
+               Server(work, "baseline+mimalloc:hyper-review"), server]
     cases = [(s, FIXTURE, s.kind) for s in servers]
     cases.append((server, work.unannotated, "forcebacklog (pod not annotated)"))
+    if work.server_musl:
+        cases.append((Server(work, "forcebacklog-musl"), FIXTURE, "forcebacklog (musl build)"))
+    else:
+        print("   (no musl build: target/x86_64-unknown-linux-musl/release/forcebacklog is missing)")
     results = {}
     for proto, args in PROTOCOLS.items():
         load = ["-D", str(seconds), *args]
@@ -324,18 +340,21 @@ def bench_cpu(work, seconds, rounds):
                 us, r, share = under_load(s, body, load)
                 samples[name].append((us, r.rps, share))
         print(f"\n   {proto} (h2load {' '.join(args)})")
-        print(f"   {'server':<36} {'us/review':>10} {'req/s':>9} {'server CPU':>11} {'vs hyper':>9} {'vs axum-server':>15}")
+        print(f"   {'server':<42} {'us/review':>10} {'req/s':>9} {'server CPU':>11} {'vs hyper':>9} "
+              f"{'vs hyper+mi':>12} {'vs axum-server':>15}")
         med = {n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
                    statistics.median(x[2] for x in v)) for n, v in samples.items()}
         base_h = med["baseline:hyper"][0]
+        base_m = med["baseline+mimalloc:hyper"][0]
         base_a = med["baseline:axum-server"][0]
         for name, (us, rps, share) in med.items():
-            print(f"   {name:<36} {us:>10.1f} {rps:>9.0f} {share * 100:>10.0f}% {us / base_h:>8.2f}x {us / base_a:>14.2f}x")
-        ratio_h = med["forcebacklog"][0] / base_h
-        ratio_a = med["forcebacklog"][0] / base_a
-        print(f"   target: forcebacklog <= 2x baseline: {ratio_h:.2f}x the same-transport baseline "
-              f"({verdict(ratio_h <= 2)}), {ratio_a:.2f}x axum-server ({verdict(ratio_a <= 2)})")
-        results[proto] = (med["forcebacklog"][0], base_h, base_a, med["forcebacklog"][1])
+            print(f"   {name:<42} {us:>10.1f} {rps:>9.0f} {share * 100:>10.0f}% {us / base_h:>8.2f}x "
+                  f"{us / base_m:>11.2f}x {us / base_a:>14.2f}x")
+        ours = med["forcebacklog"][0]
+        print(f"   target: forcebacklog <= 2x baseline: {ours / base_h:.2f}x hyper ({verdict(ours / base_h <= 2)}), "
+              f"{ours / base_m:.2f}x hyper+mimalloc ({verdict(ours / base_m <= 2)}), "
+              f"{ours / base_a:.2f}x axum-server ({verdict(ours / base_a <= 2)})")
+        results[proto] = (ours, base_h, base_m, base_a, med["forcebacklog"][1])
     return server, results
 
 
@@ -444,6 +463,17 @@ def build():
         p = subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=cwd)
         if p.returncode != 0:
             die(f"cargo build --release failed in {cwd}")
+    # The image's build: static musl (needs musl-gcc for ring, Debian musl-tools).
+    targets = subprocess.run(["rustup", "target", "list", "--installed"], capture_output=True, text=True)
+    if shutil.which("musl-gcc") and "x86_64-unknown-linux-musl" in targets.stdout:
+        env = dict(os.environ, CC_x86_64_unknown_linux_musl="musl-gcc")
+        p = subprocess.run(["cargo", "build", "--release", "--quiet", "--target", "x86_64-unknown-linux-musl"],
+                           cwd=ROOT, env=env)
+        if p.returncode != 0:
+            die("cargo build --release --target x86_64-unknown-linux-musl failed")
+    else:
+        print("note: no musl-gcc (Debian musl-tools) or no x86_64-unknown-linux-musl target: "
+              "the musl build is not measured")
 
 
 def main():
