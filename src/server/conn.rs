@@ -68,8 +68,8 @@ impl Http {
             .timer(TokioTimer::new())
             .max_concurrent_streams(256)
             .max_header_list_size(64 * 1024)
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .keep_alive_interval(Some(tuning.h2_keep_alive_interval))
+            .keep_alive_timeout(tuning.h2_keep_alive_timeout);
         Self {
             h1: base.clone().http1_only(),
             h2: base.http2_only(),

@@ -86,6 +86,11 @@ pub struct Tuning {
     /// How often the certificate files are compared with what is loaded.
     /// Default 2 s.
     pub reload_interval: Duration,
+    /// HTTP/2: how often an idle or stalled connection is pinged. Default 30 s.
+    pub h2_keep_alive_interval: Duration,
+    /// HTTP/2: how long a ping may go unanswered before the connection is
+    /// closed (this is what ends a client stalled inside a frame). Default 20 s.
+    pub h2_keep_alive_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -97,6 +102,8 @@ impl Default for Tuning {
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(20),
             reload_interval: Duration::from_secs(2),
+            h2_keep_alive_interval: Duration::from_secs(30),
+            h2_keep_alive_timeout: Duration::from_secs(20),
         }
     }
 }
