@@ -21,6 +21,9 @@ use crate::plan::{
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::OnceLock;
 
 /// One RFC 6902 operation (always `add`). The value is kept as JSON text:
 /// it is written into the response as it is, without building a tree.
@@ -222,45 +225,142 @@ pub fn operations(plan: &Plan, config: &InjectConfig) -> Vec<Op> {
             ),
         });
     }
-    push_add(&mut ops, work.volume, "/spec/volumes", "-", &volume(config));
-    for container in &work.containers {
-        container_ops(&mut ops, container);
+    let needs_config = work.volume != Add::Nothing || work.init_container != Add::Nothing;
+    let rendered = needs_config.then(|| Rendered::get(config));
+    if let Some(r) = &rendered {
+        push_add(&mut ops, work.volume, "/spec/volumes", "-", &r.volume);
     }
-    if work.init_container != Add::Nothing {
+    let mount = app_mount();
+    for container in &work.containers {
+        container_ops(&mut ops, container, mount);
+    }
+    if let Some(r) = &rendered {
         push_add(
             &mut ops,
             work.init_container,
             "/spec/initContainers",
             "0",
-            &init_container(config),
+            &r.init_container,
         );
     }
     ops
 }
 
-/// Adds `element` to the array at `array`: at `position` when it exists,
-/// as a new one-element array when it does not.
-fn push_add<T: Serialize>(ops: &mut Vec<Op>, add: Add, array: &str, position: &str, element: &T) {
-    match add {
-        Add::Nothing => {}
-        Add::Into => ops.push(Op::add(format!("{array}/{position}"), element)),
-        Add::Create => ops.push(Op::add(array.to_owned(), &[element])),
+/// The JSON text of one element to add to an array, alone and as a
+/// one-element array (for an array that does not exist yet).
+#[derive(Debug)]
+struct Element {
+    alone: Box<RawValue>,
+    listed: Box<RawValue>,
+}
+
+impl Element {
+    fn new(element: &impl Serialize) -> Self {
+        Element {
+            alone: raw(element),
+            listed: raw(&[element]),
+        }
     }
 }
 
-fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork) {
+/// The values that depend only on the configuration, rendered to JSON
+/// text once instead of for every pod.
+#[derive(Debug)]
+struct Rendered {
+    /// The configuration they were rendered from.
+    from: RenderedFrom,
+    volume: Element,
+    init_container: Element,
+}
+
+/// The fields of [`InjectConfig`] that [`Rendered`] depends on.
+#[derive(Debug, PartialEq, Eq)]
+struct RenderedFrom {
+    image: String,
+    image_pull_policy: Option<String>,
+    init_resources: crate::config::InitResources,
+    volume_size_limit: String,
+}
+
+impl RenderedFrom {
+    fn matches(&self, config: &InjectConfig) -> bool {
+        self.image == config.image
+            && self.image_pull_policy == config.image_pull_policy
+            && self.init_resources == config.init_resources
+            && self.volume_size_limit == config.volume_size_limit
+    }
+}
+
+thread_local! {
+    /// The last configuration's rendering, per thread (the webhook's
+    /// workers and `inject` use one configuration for their lifetime).
+    /// The configuration's fields are public and may change between
+    /// calls, so it is compared each time (a few short strings) rather
+    /// than trusted.
+    static RENDERED: RefCell<Option<Rc<Rendered>>> = const { RefCell::new(None) };
+}
+
+impl Rendered {
+    fn new(config: &InjectConfig) -> Self {
+        Rendered {
+            from: RenderedFrom {
+                image: config.image.clone(),
+                image_pull_policy: config.image_pull_policy.clone(),
+                init_resources: config.init_resources.clone(),
+                volume_size_limit: config.volume_size_limit.clone(),
+            },
+            volume: Element::new(&volume(config)),
+            init_container: Element::new(&init_container(config)),
+        }
+    }
+
+    /// The rendering of `config`, from the cache when it was rendered last.
+    fn get(config: &InjectConfig) -> Rc<Rendered> {
+        RENDERED.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            match &*slot {
+                Some(r) if r.from.matches(config) => Rc::clone(r),
+                _ => {
+                    let r = Rc::new(Rendered::new(config));
+                    *slot = Some(Rc::clone(&r));
+                    r
+                }
+            }
+        })
+    }
+}
+
+/// The read-only mount of app containers, rendered once.
+fn app_mount() -> &'static Element {
+    static APP_MOUNT_JSON: OnceLock<Element> = OnceLock::new();
+    APP_MOUNT_JSON.get_or_init(|| Element::new(&APP_MOUNT))
+}
+
+/// Adds `element` to the array at `array`: at `position` when it exists,
+/// as a new one-element array when it does not.
+fn push_add(ops: &mut Vec<Op>, add: Add, array: &str, position: &str, element: &Element) {
+    match add {
+        Add::Nothing => {}
+        Add::Into => ops.push(Op {
+            op: "add",
+            path: format!("{array}/{position}"),
+            value: element.alone.clone(),
+        }),
+        Add::Create => ops.push(Op {
+            op: "add",
+            path: array.to_owned(),
+            value: element.listed.clone(),
+        }),
+    }
+}
+
+fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork, mount: &Element) {
     let list = match c.list {
         List::Containers => "containers",
         List::InitContainers => "initContainers",
     };
     let base = format!("/spec/{list}/{}", c.index);
-    push_add(
-        ops,
-        c.mount,
-        &format!("{base}/volumeMounts"),
-        "-",
-        &APP_MOUNT,
-    );
+    push_add(ops, c.mount, &format!("{base}/volumeMounts"), "-", mount);
     let mut new_vars = Vec::new();
     for edit in &c.env {
         match edit {
@@ -788,6 +888,32 @@ mod tests {
         );
         let _: k8s_openapi::api::core::v1::Container =
             serde_json::from_value(init).expect("a Container");
+    }
+
+    #[test]
+    fn a_changed_configuration_is_rendered_again() {
+        let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "5"}},
+                         "spec": {"containers": [{"name": "a"}]}});
+        let text = pod.to_string();
+        let view: PodView<'_> = serde_json::from_str(&text).unwrap();
+        let init = |config: &InjectConfig| {
+            let ops = mutate(&view, ANNOTATED, config).ops;
+            let last = ops.last().unwrap().value().unwrap();
+            (
+                last[0]["image"].clone(),
+                last[0]["resources"]["limits"]["memory"].clone(),
+            )
+        };
+        let mut config = InjectConfig::default();
+        assert_eq!(
+            init(&config),
+            (json!(crate::config::DEFAULT_IMAGE), json!("16Mi"))
+        );
+        config.image = "registry.local/fb:2".into();
+        assert_eq!(init(&config).0, "registry.local/fb:2");
+        config.init_resources.memory = "8Mi".into();
+        assert_eq!(init(&config).1, "8Mi");
+        assert_eq!(init(&InjectConfig::default()).1, "16Mi");
     }
 
     #[test]

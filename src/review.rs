@@ -246,7 +246,13 @@ pub fn handle(
         // The hot path: the pod is read in the same pass as the envelope.
         // Anything this does not fit (another kind, a malformed object) is
         // read again below, to answer it or to say precisely what is wrong.
-        if let Ok(review) = serde_json::from_slice::<ReviewIn<'_, PodView<'_>>>(body) {
+        // Valid UTF-8 (every review the API server sends) is checked once
+        // here instead of string by string while parsing.
+        let review = match std::str::from_utf8(body) {
+            Ok(text) => serde_json::from_str::<ReviewIn<'_, PodView<'_>>>(text),
+            Err(_) => serde_json::from_slice::<ReviewIn<'_, PodView<'_>>>(body),
+        };
+        if let Ok(review) = review {
             let request = Request::from(review)?;
             if let (true, Some(pod)) = (request.is_pod_create(), &request.object) {
                 let answer = mutate_pod(pod, namespace_opt_in, config)?;
@@ -345,8 +351,7 @@ fn mutate_pod(
     let patch = if mutation.ops.is_empty() {
         None
     } else {
-        let json =
-            serde_json::to_vec(&mutation.ops).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+        let json = patch_json(&mutation.ops).map_err(|e| ReviewError::Malformed(e.to_string()))?;
         Some(base64_json_string(&json)?)
     };
     Ok(Answer {
@@ -355,6 +360,43 @@ fn mutate_pod(
         patch,
         warnings: mutation.warnings,
     })
+}
+
+/// The JSON Patch array: the same text serde_json writes for `ops`, with
+/// the values (already JSON text) copied as they are into a buffer sized
+/// up front.
+fn patch_json(ops: &[patch::Op]) -> Result<Vec<u8>, serde_json::Error> {
+    const OP: &[u8] = br#"{"op":"#;
+    const PATH: &[u8] = br#","path":"#;
+    const VALUE: &[u8] = br#","value":"#;
+    let capacity = 2 + ops
+        .iter()
+        .map(|op| {
+            OP.len()
+                + PATH.len()
+                + VALUE.len()
+                + 8
+                + op.op.len()
+                + op.path.len()
+                + op.value.get().len()
+        })
+        .sum::<usize>();
+    let mut json = Vec::with_capacity(capacity);
+    json.push(b'[');
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            json.push(b',');
+        }
+        json.extend_from_slice(OP);
+        serde_json::to_writer(&mut json, op.op)?;
+        json.extend_from_slice(PATH);
+        serde_json::to_writer(&mut json, &op.path)?;
+        json.extend_from_slice(VALUE);
+        json.extend_from_slice(op.value.get().as_bytes());
+        json.push(b'}');
+    }
+    json.push(b']');
+    Ok(json)
 }
 
 /// `bytes` in base64, as JSON text (a quoted string). The base64 alphabet
@@ -681,6 +723,24 @@ mod tests {
             let r = handle(&body, MUTATE, &config).unwrap();
             assert_eq!(r.outcome, Outcome::Skipped(label));
         }
+    }
+
+    #[test]
+    fn patch_json_is_what_serde_json_writes() {
+        let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "234"}},
+                         "spec": {"containers": [{"name": "a", "env": [{"name": "LD_PRELOAD", "value": "x\"y"}]},
+                                                 {"name": "b", "volumeMounts": []}],
+                                  "volumes": []}});
+        let text = pod.to_string();
+        let view: PodView<'_> = serde_json::from_str(&text).unwrap();
+        let defaults = Defaults {
+            backlog: 4096,
+            implicit: false,
+        };
+        let ops = patch::mutate(&view, defaults, &InjectConfig::default()).ops;
+        assert!(ops.len() > 4, "{ops:?}");
+        assert_eq!(patch_json(&ops).unwrap(), serde_json::to_vec(&ops).unwrap());
+        assert_eq!(patch_json(&[]).unwrap(), b"[]");
     }
 
     #[test]
