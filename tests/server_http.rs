@@ -14,30 +14,8 @@ use support_server::client::{
     tls_connect,
 };
 use support_server::fixtures::{deployment, pod, review};
-use support_server::pki::{Ca, Issued, write_plain};
-use support_server::{TestServer, quick};
+use support_server::{quick, setup};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Setup {
-    ca: Ca,
-    _issued: Issued,
-    _dir: tempfile::TempDir,
-    server: TestServer,
-}
-
-async fn setup(tuning: forcebacklog::server::Tuning) -> Setup {
-    let ca = Ca::new();
-    let issued = ca.issue("forcebacklog.forcebacklog.svc", 1);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (cert, key) = write_plain(dir.path(), &issued);
-    let server = TestServer::start(cert, key, tuning).await;
-    Setup {
-        ca,
-        _issued: issued,
-        _dir: dir,
-        server,
-    }
-}
 
 fn annotated_pod() -> Value {
     pod(json!({ "forcebacklog/value": "234" }))

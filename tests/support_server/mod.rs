@@ -113,3 +113,28 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// A CA, a serving certificate issued by it and a [`TestServer`] using it.
+pub struct Setup {
+    /// The CA clients trust.
+    pub ca: pki::Ca,
+    _issued: pki::Issued,
+    _dir: tempfile::TempDir,
+    /// The running server.
+    pub server: TestServer,
+}
+
+/// Starts a server with a fresh CA and certificate and `tuning`.
+pub async fn setup(tuning: Tuning) -> Setup {
+    let ca = pki::Ca::new();
+    let issued = ca.issue("forcebacklog.forcebacklog.svc", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = pki::write_plain(dir.path(), &issued);
+    let server = TestServer::start(cert, key, tuning).await;
+    Setup {
+        ca,
+        _issued: issued,
+        _dir: dir,
+        server,
+    }
+}
