@@ -27,28 +27,11 @@ fn skip_allowed() -> bool {
 /// environment); a missing engine without the opt-out panics with what to
 /// install.
 pub fn engine_available() -> bool {
-    let missing = match Command::new("python3").arg("--version").output() {
-        Err(_) => Some("python3 not found (Debian package python3)".to_owned()),
-        Ok(_) => {
-            let probe = chart_py(&["schema", &chart_dir().to_string_lossy()]);
-            match probe.status.code() {
-                Some(0) => None,
-                _ => Some(format!(
-                    "the Helm engine is missing: run tests/helm/install-helm-sdk.sh \
-                     (PyPI package helm-python-sdk) — {}",
-                    String::from_utf8_lossy(&probe.stderr).trim()
-                )),
-            }
-        }
-    };
-    match missing {
-        None => true,
-        Some(why) if skip_allowed() => {
-            eprintln!("SKIPPED (FORCEBACKLOG_ALLOW_SKIP=1): {why}");
-            false
-        }
-        Some(why) => panic!("{why} (set FORCEBACKLOG_ALLOW_SKIP=1 to skip)"),
-    }
+    usable(
+        || chart_py(&["schema", &chart_dir().to_string_lossy()]),
+        "the Helm engine is missing: run tests/helm/install-helm-sdk.sh \
+         (PyPI package helm-python-sdk)",
+    )
 }
 
 /// Is the second Helm engine (helm-sdkpy's `libhelm_sdkpy.so`, loaded with
@@ -56,21 +39,31 @@ pub fn engine_available() -> bool {
 /// `false` only when `FORCEBACKLOG_ALLOW_SKIP=1`, else a panic naming what
 /// to install.
 pub fn sdkpy_available() -> bool {
-    let missing = match Command::new("python3").arg("--version").output() {
+    usable(
+        || sdkpy_lint(&["--version"]),
+        "the helm-sdkpy engine is missing: run tests/helm/install-helm-sdk.sh \
+         (PyPI packages helm-sdkpy and cffi; needs python3-pip)",
+    )
+}
+
+/// `true` when python3 runs and `probe` exits 0; otherwise `false` when
+/// `FORCEBACKLOG_ALLOW_SKIP=1` (with a skip line), else a panic naming
+/// what to install (`missing`, followed by the probe's stderr).
+fn usable(probe: impl FnOnce() -> Output, missing: &str) -> bool {
+    let why = match Command::new("python3").arg("--version").output() {
         Err(_) => Some("python3 not found (Debian package python3)".to_owned()),
         Ok(_) => {
-            let probe = sdkpy_lint(&["--version"]);
-            match probe.status.code() {
+            let out = probe();
+            match out.status.code() {
                 Some(0) => None,
                 _ => Some(format!(
-                    "the helm-sdkpy engine is missing: run tests/helm/install-helm-sdk.sh \
-                     (PyPI packages helm-sdkpy and cffi; needs python3-pip) — {}",
-                    String::from_utf8_lossy(&probe.stderr).trim()
+                    "{missing} — {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
                 )),
             }
         }
     };
-    match missing {
+    match why {
         None => true,
         Some(why) if skip_allowed() => {
             eprintln!("SKIPPED (FORCEBACKLOG_ALLOW_SKIP=1): {why}");
