@@ -268,27 +268,9 @@ impl Element {
 #[derive(Debug)]
 struct Rendered {
     /// The configuration they were rendered from.
-    from: RenderedFrom,
+    from: InjectConfig,
     volume: Element,
     init_container: Element,
-}
-
-/// The fields of [`InjectConfig`] that [`Rendered`] depends on.
-#[derive(Debug, PartialEq, Eq)]
-struct RenderedFrom {
-    image: String,
-    image_pull_policy: Option<String>,
-    init_resources: crate::config::InitResources,
-    volume_size_limit: String,
-}
-
-impl RenderedFrom {
-    fn matches(&self, config: &InjectConfig) -> bool {
-        self.image == config.image
-            && self.image_pull_policy == config.image_pull_policy
-            && self.init_resources == config.init_resources
-            && self.volume_size_limit == config.volume_size_limit
-    }
 }
 
 thread_local! {
@@ -303,12 +285,7 @@ thread_local! {
 impl Rendered {
     fn new(config: &InjectConfig) -> Self {
         Rendered {
-            from: RenderedFrom {
-                image: config.image.clone(),
-                image_pull_policy: config.image_pull_policy.clone(),
-                init_resources: config.init_resources.clone(),
-                volume_size_limit: config.volume_size_limit.clone(),
-            },
+            from: config.clone(),
             volume: Element::new(&volume(config)),
             init_container: Element::new(&init_container(config)),
         }
@@ -319,7 +296,7 @@ impl Rendered {
         RENDERED.with(|slot| {
             let mut slot = slot.borrow_mut();
             match &*slot {
-                Some(r) if r.from.matches(config) => Rc::clone(r),
+                Some(r) if r.from == *config => Rc::clone(r),
                 _ => {
                     let r = Rc::new(Rendered::new(config));
                     *slot = Some(Rc::clone(&r));
