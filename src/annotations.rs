@@ -12,7 +12,9 @@
 //! | `forcebacklog/status` | written by forcebacklog: `injected` or `skipped: <reason>` | – |
 //!
 //! Only keys under `forcebacklog/` are kept when annotations are read; the
-//! values of every other annotation are skipped without being copied.
+//! values of every other annotation are skipped without being copied. The
+//! one foreign key noted is `kubernetes.io/config.mirror` (its presence
+//! only), which marks the mirror pod of a static pod.
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::borrow::Cow;
@@ -34,6 +36,8 @@ pub const PORTS: &str = "forcebacklog/ports";
 pub const STATUS: &str = "forcebacklog/status";
 /// The status of a pod that got the shim.
 pub const STATUS_INJECTED: &str = "injected";
+/// Set by the kubelet on the mirror pod of a static pod.
+pub const MIRROR: &str = "kubernetes.io/config.mirror";
 /// The highest backlog the kernel accepts without a pod sysctl on kernels ≥ 5.4.
 pub const DEFAULT_SOMAXCONN: u16 = 4096;
 
@@ -90,6 +94,9 @@ pub struct Annotations<'a> {
     pub status: Option<Raw<'a>>,
     /// Keys under `forcebacklog/` that mean nothing (typos such as `forcebacklog/backlog`).
     pub unknown: Vec<String>,
+    /// `kubernetes.io/config.mirror` is present: the object is the mirror
+    /// pod of a static pod (its value is not kept).
+    pub mirror: bool,
 }
 
 impl<'a> Annotations<'a> {
@@ -484,6 +491,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
                     if key.starts_with(PREFIX) {
                         let value = map.next_value::<Raw<'a>>()?;
                         out.insert(&key, value);
+                    } else if key == MIRROR {
+                        map.next_value::<IgnoredAny>()?;
+                        out.mirror = true;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }

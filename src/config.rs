@@ -4,7 +4,10 @@
 //! starts, so a typo is one clear error instead of an init container that
 //! fails the API server's validation in every mutated pod.
 
-/// The init container's resource requests and limits (quota-safe, tiny).
+/// The init container's resource requests and limits (quota-safe, tiny),
+/// given to it in every pod that sets any resources; a pod that sets none
+/// (QoS class BestEffort) gets an init container without resources, so it
+/// stays BestEffort.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitResources {
     /// `resources.requests.cpu` and `resources.limits.cpu`.
@@ -36,7 +39,17 @@ pub struct InjectConfig {
     pub init_resources: InitResources,
     /// `sizeLimit` of the emptyDir that holds the shim.
     pub volume_size_limit: String,
+    /// Secrets added to a mutated pod's `imagePullSecrets` when missing,
+    /// so the init container's image can be pulled from a private registry.
+    pub image_pull_secrets: Vec<String>,
+    /// Containers never injected unless `forcebacklog/containers` names
+    /// them (service-mesh proxies).
+    pub exclude_containers: Vec<String>,
 }
+
+/// Containers left alone unless `forcebacklog/containers` names them: the
+/// Istio and Linkerd proxies (their listeners belong to the mesh).
+pub const DEFAULT_EXCLUDED_CONTAINERS: [&str; 2] = ["istio-proxy", "linkerd-proxy"];
 
 /// The image this build injects when none is configured.
 pub const DEFAULT_IMAGE: &str = concat!(
@@ -52,6 +65,8 @@ impl Default for InjectConfig {
             image_pull_policy: None,
             init_resources: InitResources::default(),
             volume_size_limit: "1Mi".to_owned(),
+            image_pull_secrets: Vec::new(),
+            exclude_containers: DEFAULT_EXCLUDED_CONTAINERS.map(str::to_owned).to_vec(),
         }
     }
 }
@@ -65,9 +80,25 @@ pub enum ConfigError {
     /// Not a Kubernetes resource quantity.
     #[error(
         "not a Kubernetes quantity: expected a number with an optional suffix \
-         (m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei) or exponent, e.g. 10m, 0.5, 16Mi, 1e6"
+         (n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei) or exponent, e.g. 10m, 0.5, 16Mi, 1e6"
     )]
     Quantity,
+    /// A memory quantity that is not a whole number of bytes (`10m` is
+    /// 0.01 bytes).
+    #[error(
+        "a memory quantity must be a whole number of bytes (10m is 0.01 bytes): \
+         e.g. 16Mi, 64M, 1.5Gi, 1e6"
+    )]
+    FractionalBytes,
+    /// Not a Kubernetes object name (a DNS-1123 subdomain or label).
+    #[error(
+        "not a Kubernetes name: expected lowercase letters, digits and '-' \
+         (and '.' for a Secret), starting and ending with a letter or digit, at most {max} characters"
+    )]
+    Name {
+        /// The longest name allowed.
+        max: usize,
+    },
     /// A negative quantity (requests and limits are at least 0).
     #[error("a resource request and limit cannot be negative")]
     NegativeQuantity,
@@ -104,17 +135,123 @@ pub fn parse_quantity(s: &str) -> Result<String, ConfigError> {
 }
 
 fn is_quantity_suffix(suffix: &str) -> bool {
-    const SUFFIXES: [&str; 14] = [
-        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
-    ];
-    if SUFFIXES.contains(&suffix) {
-        return true;
+    suffix_scale(suffix).is_some()
+}
+
+/// The scale of a quantity suffix: (power of ten, power of two), e.g.
+/// `m` → (-3, 0), `Ki` → (0, 10), `e-2` → (-2, 0). `None` for an unknown
+/// suffix or an exponent that is not an integer.
+fn suffix_scale(suffix: &str) -> Option<(i64, u32)> {
+    let scale = match suffix {
+        "n" => (-9, 0),
+        "u" => (-6, 0),
+        "m" => (-3, 0),
+        "" => (0, 0),
+        "k" => (3, 0),
+        "M" => (6, 0),
+        "G" => (9, 0),
+        "T" => (12, 0),
+        "P" => (15, 0),
+        "E" => (18, 0),
+        "Ki" => (0, 10),
+        "Mi" => (0, 20),
+        "Gi" => (0, 30),
+        "Ti" => (0, 40),
+        "Pi" => (0, 50),
+        "Ei" => (0, 60),
+        _ => {
+            let exponent = suffix.strip_prefix(['e', 'E'])?;
+            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            // Kubernetes reads the exponent as a 32-bit integer.
+            (i64::from(exponent.parse::<i32>().ok()?), 0)
+        }
+    };
+    Some(scale)
+}
+
+/// Checks a memory quantity: a Kubernetes quantity ([`parse_quantity`])
+/// that is a whole number of bytes, as the API server expects of memory
+/// (it warns about `fractional byte value` otherwise). `10m` (0.01 bytes)
+/// and `0.5` are refused; `1.5Gi`, `1.5k`, `1e3` and `2000m` are whole.
+pub fn parse_memory(s: &str) -> Result<String, ConfigError> {
+    let s = parse_quantity(s)?;
+    if !is_whole_bytes(&s) {
+        return Err(ConfigError::FractionalBytes);
     }
-    let Some(exponent) = suffix.strip_prefix(['e', 'E']) else {
+    Ok(s)
+}
+
+/// True when a valid, non-negative quantity is a whole number: its
+/// value is M × 10^e × 2^b with M the digits of the number (the decimal
+/// point removed, which lowers e by the count of fraction digits).
+fn is_whole_bytes(quantity: &str) -> bool {
+    let unsigned = quantity.strip_prefix('+').unwrap_or(quantity);
+    let end = unsigned
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(end);
+    let Some((mut e, b)) = suffix_scale(suffix) else {
         return false;
     };
-    let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
-    !exponent.is_empty() && exponent.bytes().all(|b| b.is_ascii_digit())
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    // M with its trailing zeros moved into the exponent.
+    let digits = format!("{int}{frac}");
+    let significant = digits.trim_end_matches('0');
+    e += (digits.len() - significant.len()) as i64 - frac.len() as i64;
+    let significant = significant.trim_start_matches('0');
+    if significant.is_empty() || e >= 0 {
+        return true;
+    }
+    // M × 2^b must be divisible by 10^k = 2^k × 5^k. M ends in a non-zero
+    // digit, so 5 | M makes M odd: the 2^k must all come from 2^b.
+    let k = e.unsigned_abs();
+    if k > u64::from(b) {
+        return false;
+    }
+    // Here k ≤ 60, and 5^k does not fit 64 bits beyond k = 27; compare
+    // M mod 5^k digit by digit in 128 bits (5^27 × 10 < 2^128).
+    if k > 27 {
+        return false;
+    }
+    let modulus = 5u128.pow(k as u32);
+    let rest = significant
+        .bytes()
+        .fold(0u128, |r, d| (r * 10 + u128::from(d - b'0')) % modulus);
+    rest == 0
+}
+
+/// Checks the name of a Secret (a DNS-1123 subdomain: at most 253
+/// characters of `a-z`, `0-9`, `-` and `.`, starting and ending with a
+/// letter or digit).
+pub fn parse_secret_name(s: &str) -> Result<String, ConfigError> {
+    let ok = s.len() <= 253 && s.split('.').all(|label| is_dns_label(label, 253));
+    if !ok {
+        return Err(ConfigError::Name { max: 253 });
+    }
+    Ok(s.to_owned())
+}
+
+/// Checks a container name (a DNS-1123 label: at most 63 characters of
+/// `a-z`, `0-9` and `-`, starting and ending with a letter or digit). The
+/// empty string is accepted for `--exclude-container ''`: exclude nothing.
+pub fn parse_container_name(s: &str) -> Result<String, ConfigError> {
+    if !s.is_empty() && !is_dns_label(s, 63) {
+        return Err(ConfigError::Name { max: 63 });
+    }
+    Ok(s.to_owned())
+}
+
+fn is_dns_label(s: &str, max: usize) -> bool {
+    let bytes = s.as_bytes();
+    let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !bytes.is_empty()
+        && bytes.len() <= max
+        && bytes.first().is_some_and(edge)
+        && bytes.last().is_some_and(edge)
+        && bytes.iter().all(|b| edge(b) || *b == b'-')
 }
 
 /// Checks the init container's image reference: non-empty, no whitespace
@@ -135,6 +272,7 @@ mod tests {
         for q in [
             "10m", "0", "1", "0.5", "5.", ".5", "+1", "100k", "16Mi", "1Gi", "2G", "1.5Gi", "64Ki",
             "1Ti", "1Pi", "1Ei", "1T", "1P", "1E", "1M", "1e3", "1E3", "5e-1", "2e+2", "0.25e1",
+            "100n", "250u",
         ] {
             assert_eq!(parse_quantity(q), Ok(q.to_owned()), "{q}");
         }
@@ -158,9 +296,99 @@ mod tests {
     fn defaults_pass_their_own_checks() {
         let config = InjectConfig::default();
         assert!(parse_quantity(&config.init_resources.cpu).is_ok());
-        assert!(parse_quantity(&config.init_resources.memory).is_ok());
-        assert!(parse_quantity(&config.volume_size_limit).is_ok());
+        assert!(parse_memory(&config.init_resources.memory).is_ok());
+        assert!(parse_memory(&config.volume_size_limit).is_ok());
+        for name in &config.exclude_containers {
+            assert_eq!(parse_container_name(name).as_ref(), Ok(name));
+        }
         assert!(parse_image(&config.image).is_ok());
+    }
+
+    #[test]
+    fn memory_is_a_whole_number_of_bytes() {
+        for q in [
+            "16Mi",
+            "1Ti",
+            "1",
+            "0",
+            "0.0",
+            "1.",
+            "1.5Gi",
+            "0.5Ki",
+            "1.5k",
+            "1.500k",
+            "1.001k",
+            "2000m",
+            "1e3",
+            "1.5e3",
+            "1E6",
+            "64M",
+            "0.125Ki",
+            "1.0009765625Ki",
+            "3000000000n",
+            "1000000u",
+            "0.1e1",
+            "123456789012345678901234567890",
+            "0.000000000000000001E",
+            "+1Gi",
+        ] {
+            assert_eq!(parse_memory(q), Ok(q.to_owned()), "{q}");
+        }
+        for q in [
+            "10m",
+            "0.5",
+            "1.5",
+            "1500m",
+            "1n",
+            "1u",
+            "1.0001k",
+            "1.1Ki",
+            "1e-1",
+            "5e-1",
+            "0.1Ki",
+            "1.00048828125Ki",
+            "1.0000000000000000001E",
+            "0.3",
+        ] {
+            assert_eq!(parse_memory(q), Err(ConfigError::FractionalBytes), "{q}");
+        }
+        assert_eq!(parse_memory("16MB"), Err(ConfigError::Quantity));
+        assert_eq!(parse_memory("-1Gi"), Err(ConfigError::NegativeQuantity));
+        // CPU has no such rule: 10m is a hundredth of a core.
+        assert_eq!(parse_quantity("10m"), Ok("10m".to_owned()));
+    }
+
+    #[test]
+    fn names_follow_the_kubernetes_rules() {
+        for ok in ["regcred", "my-registry.example", "a", "0-x"] {
+            assert_eq!(parse_secret_name(ok), Ok(ok.to_owned()), "{ok}");
+        }
+        for bad in [
+            "",
+            "RegCred",
+            "-x",
+            "x-",
+            "a..b",
+            "a_b",
+            "a b",
+            &"a".repeat(254),
+        ] {
+            assert_eq!(
+                parse_secret_name(bad),
+                Err(ConfigError::Name { max: 253 }),
+                "{bad:?}"
+            );
+        }
+        for ok in ["istio-proxy", "", "web1"] {
+            assert_eq!(parse_container_name(ok), Ok(ok.to_owned()), "{ok}");
+        }
+        for bad in ["Istio", "a.b", "-a", &"a".repeat(64)] {
+            assert_eq!(
+                parse_container_name(bad),
+                Err(ConfigError::Name { max: 63 }),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -97,10 +97,20 @@ struct InjectOptions {
     #[arg(long, env = "FORCEBACKLOG_INIT_CPU", default_value = "10m",
           value_parser = forcebacklog::config::parse_quantity)]
     init_cpu: String,
-    /// Memory request and limit of the init container (a Kubernetes quantity).
+    /// Memory request and limit of the init container (a Kubernetes quantity, whole bytes).
     #[arg(long, env = "FORCEBACKLOG_INIT_MEMORY", default_value = "16Mi",
-          value_parser = forcebacklog::config::parse_quantity)]
+          value_parser = forcebacklog::config::parse_memory)]
     init_memory: String,
+    /// Secret added to mutated pods' imagePullSecrets when missing (repeatable).
+    #[arg(long = "image-pull-secret", value_name = "NAME", env = "FORCEBACKLOG_IMAGE_PULL_SECRETS",
+          value_delimiter = ',', value_parser = forcebacklog::config::parse_secret_name)]
+    image_pull_secrets: Vec<String>,
+    /// Container left alone unless forcebacklog/containers names it (repeatable;
+    /// `--exclude-container ''` excludes none).
+    #[arg(long = "exclude-container", value_name = "NAME", env = "FORCEBACKLOG_EXCLUDE_CONTAINERS",
+          value_delimiter = ',', default_values = forcebacklog::config::DEFAULT_EXCLUDED_CONTAINERS,
+          value_parser = forcebacklog::config::parse_container_name)]
+    exclude_containers: Vec<String>,
 }
 
 impl InjectOptions {
@@ -113,6 +123,12 @@ impl InjectOptions {
                 cpu: self.init_cpu,
                 memory: self.init_memory,
             },
+            image_pull_secrets: self.image_pull_secrets,
+            exclude_containers: self
+                .exclude_containers
+                .into_iter()
+                .filter(|name| !name.is_empty())
+                .collect(),
             ..InjectConfig::default()
         }
     }

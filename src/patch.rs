@@ -15,8 +15,8 @@
 use crate::annotations::{self, Defaults};
 use crate::config::InjectConfig;
 use crate::plan::{
-    self, Add, ContainerWork, EnvEdit, INIT_CONTAINER_NAME, List, MOUNT_PATH, Plan, PodView,
-    StatusAt, VOLUME_NAME, Verdict,
+    self, Add, ContainerWork, EnvEdit, INIT_CONTAINER_NAME, INSTALL_COMMAND, InitResources, List,
+    MOUNT_PATH, Plan, PodView, PullSecrets, StatusAt, VOLUME_NAME, Verdict,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -78,7 +78,7 @@ pub struct Mutation {
 
 /// The one path of every pod: annotations → plan → operations.
 pub fn mutate(pod: &PodView<'_>, defaults: Defaults, config: &InjectConfig) -> Mutation {
-    let plan = plan::plan(pod, defaults);
+    let plan = plan::plan(pod, defaults, config);
     let ops = operations(&plan, config);
     Mutation {
         verdict: plan.verdict,
@@ -147,13 +147,20 @@ struct InitContainer<'a> {
     #[serde(rename = "imagePullPolicy", skip_serializing_if = "Option::is_none")]
     image_pull_policy: Option<&'a str>,
     command: [&'static str; 3],
-    resources: Resources<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<Resources<'a>>,
     #[serde(rename = "securityContext")]
     security_context: SecurityContext,
     #[serde(rename = "volumeMounts")]
     volume_mounts: [Mount; 1],
     #[serde(rename = "terminationMessagePolicy")]
     termination_message_policy: &'static str,
+}
+
+/// `{"name": …}` (an `imagePullSecrets` entry).
+#[derive(Serialize)]
+struct NameRef<'a> {
+    name: &'a str,
 }
 
 #[derive(Serialize)]
@@ -230,20 +237,39 @@ pub fn operations(plan: &Plan, config: &InjectConfig) -> Vec<Op> {
     if let Some(r) = &rendered {
         push_add(&mut ops, work.volume, "/spec/volumes", "-", &r.volume);
     }
+    pull_secret_ops(&mut ops, &work.pull_secrets);
     let mount = app_mount();
     for container in &work.containers {
         container_ops(&mut ops, container, mount);
     }
     if let Some(r) = &rendered {
+        let init_container = match work.init_resources {
+            InitResources::RequestsEqualLimits => &r.init_container,
+            InitResources::Unset => &r.init_container_without_resources,
+        };
         push_add(
             &mut ops,
             work.init_container,
             "/spec/initContainers",
             "0",
-            &r.init_container,
+            init_container,
         );
     }
     ops
+}
+
+/// The missing image pull secrets: appended, or the list created.
+fn pull_secret_ops(ops: &mut Vec<Op>, secrets: &PullSecrets) {
+    let refs: Vec<NameRef<'_>> = secrets.names.iter().map(|name| NameRef { name }).collect();
+    match secrets.at {
+        Add::Nothing => {}
+        Add::Into => {
+            for name in &refs {
+                ops.push(Op::add("/spec/imagePullSecrets/-".to_owned(), name));
+            }
+        }
+        Add::Create => ops.push(Op::add("/spec/imagePullSecrets".to_owned(), &refs)),
+    }
 }
 
 /// The JSON text of one element to add to an array, alone and as a
@@ -271,6 +297,8 @@ struct Rendered {
     from: InjectConfig,
     volume: Element,
     init_container: Element,
+    /// For a pod that sets no resources (BestEffort).
+    init_container_without_resources: Element,
 }
 
 thread_local! {
@@ -287,7 +315,14 @@ impl Rendered {
         Rendered {
             from: config.clone(),
             volume: Element::new(&volume(config)),
-            init_container: Element::new(&init_container(config)),
+            init_container: Element::new(&init_container(
+                config,
+                InitResources::RequestsEqualLimits,
+            )),
+            init_container_without_resources: Element::new(&init_container(
+                config,
+                InitResources::Unset,
+            )),
         }
     }
 
@@ -369,21 +404,26 @@ fn volume(config: &InjectConfig) -> Volume<'_> {
     }
 }
 
-/// The install-shim init container: Pod Security "restricted", requests = limits.
-fn init_container(config: &InjectConfig) -> InitContainer<'_> {
+/// The install-shim init container: Pod Security "restricted"; requests =
+/// limits, or no resources at all for a BestEffort pod.
+fn init_container(config: &InjectConfig, sizing: InitResources) -> InitContainer<'_> {
     let quantities = Quantities {
         cpu: &config.init_resources.cpu,
         memory: &config.init_resources.memory,
+    };
+    let resources = match sizing {
+        InitResources::RequestsEqualLimits => Some(Resources {
+            requests: quantities,
+            limits: quantities,
+        }),
+        InitResources::Unset => None,
     };
     InitContainer {
         name: INIT_CONTAINER_NAME,
         image: &config.image,
         image_pull_policy: config.image_pull_policy.as_deref(),
-        command: ["/forcebacklog", "install-shim", MOUNT_PATH],
-        resources: Resources {
-            requests: quantities,
-            limits: quantities,
-        },
+        command: INSTALL_COMMAND,
+        resources,
         security_context: SecurityContext {
             run_as_non_root: true,
             run_as_user: INIT_USER,
@@ -606,17 +646,26 @@ mod tests {
                 "name": "forcebacklog-install",
                 "image": crate::config::DEFAULT_IMAGE,
                 "command": ["/forcebacklog", "install-shim", "/opt/forcebacklog"],
-                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"},
-                              "limits": {"cpu": "10m", "memory": "16Mi"}},
                 "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
                     "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
                     "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
                 "volumeMounts": [{"name": "forcebacklog-shim", "mountPath": "/opt/forcebacklog"}],
                 "terminationMessagePolicy": "FallbackToLogsOnError"
-            })
+            }),
+            "a pod without resources (BestEffort) gets an init container without any"
         );
         // The image field is the only other thing in the container, untouched.
         assert_eq!(out["spec"]["containers"][0]["image"], "python:3.12-slim");
+
+        // A pod that sets resources: requests = limits, the configured ones.
+        let mut sized = pod.clone();
+        sized["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "100m"}});
+        let (_, out) = run(&sized, ANNOTATED);
+        assert_eq!(
+            out["spec"]["initContainers"][0]["resources"],
+            json!({"requests": {"cpu": "10m", "memory": "16Mi"},
+                   "limits": {"cpu": "10m", "memory": "16Mi"}})
+        );
     }
 
     #[test]
@@ -852,7 +901,9 @@ mod tests {
             volume_size_limit: "2Mi".into(),
             ..InjectConfig::default()
         };
-        let init = serde_json::to_value(init_container(&config)).unwrap();
+        let init =
+            serde_json::to_value(init_container(&config, InitResources::RequestsEqualLimits))
+                .unwrap();
         assert_eq!(init["image"], "registry.local/fb:1");
         assert_eq!(init["imagePullPolicy"], "IfNotPresent");
         assert_eq!(
@@ -870,7 +921,8 @@ mod tests {
     #[test]
     fn a_changed_configuration_is_rendered_again() {
         let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "5"}},
-                         "spec": {"containers": [{"name": "a"}]}});
+                         "spec": {"containers": [{"name": "a",
+                             "resources": {"requests": {"memory": "64Mi"}}}]}});
         let text = pod.to_string();
         let view: PodView<'_> = serde_json::from_str(&text).unwrap();
         let init = |config: &InjectConfig| {

@@ -12,9 +12,10 @@
 //! rules never depend on fields they do not know.
 
 use crate::annotations::{
-    self, AnnotationError, Annotations, Containers, DEFAULT_SOMAXCONN, Defaults, Settings,
+    self, AnnotationError, Annotations, Containers, DEFAULT_SOMAXCONN, Defaults, Raw, Settings,
     Targeting,
 };
+use crate::config::InjectConfig;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -29,6 +30,9 @@ pub const VOLUME_NAME: &str = "forcebacklog-shim";
 pub const MOUNT_PATH: &str = "/opt/forcebacklog";
 /// The init container that copies the shim into the volume.
 pub const INIT_CONTAINER_NAME: &str = "forcebacklog-install";
+/// The command of our init container (how ours is told from a foreign
+/// init container of the same name, together with its volume mount).
+pub const INSTALL_COMMAND: [&str; 3] = ["/forcebacklog", "install-shim", MOUNT_PATH];
 /// The shim's path inside app containers: the `LD_PRELOAD` entry.
 pub const SHIM_PATH: &str = "/opt/forcebacklog/libforcebacklog.so";
 /// The backlog variable the shim reads.
@@ -98,6 +102,15 @@ pub struct SpecView<'a> {
     /// `spec.securityContext` (only `sysctls`).
     #[serde(borrow, default, rename = "securityContext")]
     pub security_context: Option<PodSecurityView<'a>>,
+    /// `spec.affinity` (only the required node affinity).
+    #[serde(borrow, default)]
+    pub affinity: Option<AffinityView<'a>>,
+    /// `spec.imagePullSecrets`.
+    #[serde(borrow, default, rename = "imagePullSecrets")]
+    pub image_pull_secrets: Option<Vec<NameView<'a>>>,
+    /// `spec.resources` (pod-level resources).
+    #[serde(borrow, default)]
+    pub resources: Option<ResourcesView<'a>>,
 }
 
 /// A container or init container.
@@ -119,6 +132,12 @@ pub struct ContainerView<'a> {
     /// `restartPolicy` (`Always` makes an init container a native sidecar).
     #[serde(borrow, default, rename = "restartPolicy")]
     pub restart_policy: Option<Cow<'a, str>>,
+    /// `command` (read leniently: only compared with [`INSTALL_COMMAND`]).
+    #[serde(borrow, default)]
+    pub command: Option<Vec<Raw<'a>>>,
+    /// `resources`.
+    #[serde(borrow, default)]
+    pub resources: Option<ResourcesView<'a>>,
 }
 
 /// One `env` entry.
@@ -146,6 +165,9 @@ pub struct MountView<'a> {
     /// `mountPath`.
     #[serde(borrow, default, rename = "mountPath")]
     pub mount_path: Cow<'a, str>,
+    /// `readOnly`.
+    #[serde(default, rename = "readOnly")]
+    pub read_only: Option<bool>,
 }
 
 /// One `volumes` entry.
@@ -158,6 +180,119 @@ pub struct VolumeView<'a> {
     /// `emptyDir` (contents not inspected).
     #[serde(default, rename = "emptyDir")]
     pub empty_dir: Option<IgnoredAny>,
+    /// `configMap` (contents not inspected).
+    #[serde(default, rename = "configMap")]
+    pub config_map: Option<IgnoredAny>,
+    /// `secret` (contents not inspected).
+    #[serde(default)]
+    pub secret: Option<IgnoredAny>,
+    /// `projected` (contents not inspected).
+    #[serde(default)]
+    pub projected: Option<IgnoredAny>,
+    /// `downwardAPI` (contents not inspected).
+    #[serde(default, rename = "downwardAPI")]
+    pub downward_api: Option<IgnoredAny>,
+    /// `persistentVolumeClaim` (only `readOnly`).
+    #[serde(default, rename = "persistentVolumeClaim")]
+    pub persistent_volume_claim: Option<ClaimView>,
+}
+
+/// `persistentVolumeClaim` of a volume (nothing is patched inside it, so
+/// it keeps serde's plain reader).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ClaimView {
+    /// `readOnly`.
+    #[serde(default, rename = "readOnly")]
+    pub read_only: Option<bool>,
+}
+
+/// `resources` of a container, or of the pod.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
+pub struct ResourcesView<'a> {
+    /// `requests` (only `cpu` and `memory`).
+    #[serde(borrow, default)]
+    pub requests: Option<QuantitiesView<'a>>,
+    /// `limits` (only `cpu` and `memory`).
+    #[serde(borrow, default)]
+    pub limits: Option<QuantitiesView<'a>>,
+}
+
+/// The `cpu` and `memory` of requests or limits: strings, or numbers
+/// in YAML (`cpu: 1`), read leniently.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
+pub struct QuantitiesView<'a> {
+    /// `cpu`.
+    #[serde(borrow, default)]
+    pub cpu: Option<Raw<'a>>,
+    /// `memory`.
+    #[serde(borrow, default)]
+    pub memory: Option<Raw<'a>>,
+}
+
+/// An entry with a `name` (`imagePullSecrets`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
+pub struct NameView<'a> {
+    /// `name`.
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+}
+
+/// `spec.affinity`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
+pub struct AffinityView<'a> {
+    /// `nodeAffinity`.
+    #[serde(borrow, default, rename = "nodeAffinity")]
+    pub node_affinity: Option<NodeAffinityView<'a>>,
+}
+
+/// `spec.affinity.nodeAffinity`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
+pub struct NodeAffinityView<'a> {
+    /// `requiredDuringSchedulingIgnoredDuringExecution`.
+    #[serde(
+        borrow,
+        default,
+        rename = "requiredDuringSchedulingIgnoredDuringExecution"
+    )]
+    pub required: Option<RequiredNodesView<'a>>,
+}
+
+/// A required node selector: its terms are ORed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
+pub struct RequiredNodesView<'a> {
+    /// `nodeSelectorTerms`.
+    #[serde(borrow, default, rename = "nodeSelectorTerms")]
+    pub terms: Option<Vec<NodeTermView<'a>>>,
+}
+
+/// One node selector term: its expressions are ANDed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
+pub struct NodeTermView<'a> {
+    /// `matchExpressions`.
+    #[serde(borrow, default, rename = "matchExpressions")]
+    pub match_expressions: Option<Vec<RequirementView<'a>>>,
+}
+
+/// One node selector requirement.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(remote = "Self")]
+pub struct RequirementView<'a> {
+    /// `key`.
+    #[serde(borrow, default)]
+    pub key: Cow<'a, str>,
+    /// `operator`.
+    #[serde(borrow, default)]
+    pub operator: Cow<'a, str>,
+    /// `values`.
+    #[serde(borrow, default)]
+    pub values: Option<Vec<Cow<'a, str>>>,
 }
 
 /// `spec.os`.
@@ -238,6 +373,14 @@ objects_only!(
     NodeSelectorView,
     PodSecurityView,
     SysctlView,
+    ResourcesView,
+    QuantitiesView,
+    NameView,
+    AffinityView,
+    NodeAffinityView,
+    RequiredNodesView,
+    NodeTermView,
+    RequirementView,
 );
 
 impl<'de: 'a, 'a> Deserialize<'de> for PodView<'a> {
@@ -305,13 +448,26 @@ impl<'a> PodView<'a> {
             .unwrap_or_default()
     }
 
-    fn is_windows(&self) -> bool {
-        let Some(spec) = &self.spec else {
-            return false;
-        };
-        let os = spec.os.as_ref().and_then(|o| o.name.as_deref());
-        let selector = spec.node_selector.as_ref().and_then(|n| n.os.as_deref());
-        os == Some("windows") || selector == Some("windows")
+    fn container(&self, (list, index): (List, usize)) -> &ContainerView<'a> {
+        match list {
+            List::Containers => &self.containers()[index],
+            List::InitContainers => &self.init_containers()[index],
+        }
+    }
+
+    fn volumes(&self) -> Option<&[VolumeView<'a>]> {
+        self.spec.as_ref()?.volumes.as_deref()
+    }
+
+    /// The required node affinity's terms (empty when there is none).
+    fn required_node_terms(&self) -> &[NodeTermView<'a>] {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.affinity.as_ref())
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| n.required.as_ref())
+            .and_then(|r| r.terms.as_deref())
+            .unwrap_or_default()
     }
 
     /// The pod sysctl `net.core.somaxconn`, when set to a number.
@@ -334,6 +490,16 @@ impl ContainerView<'_> {
         self.restart_policy.as_deref() == Some("Always")
     }
 
+    fn mounts(&self) -> &[MountView<'_>] {
+        self.volume_mounts.as_deref().unwrap_or_default()
+    }
+
+    /// Sets a non-zero CPU or memory request or limit (what makes a pod's
+    /// QoS class other than BestEffort).
+    fn sets_resources(&self) -> bool {
+        self.resources.as_ref().is_some_and(ResourcesView::sets_any)
+    }
+
     /// The last `env` entry with this name (Kubernetes uses the last one).
     fn env_var(&self, name: &str) -> Option<(usize, &EnvView<'_>)> {
         self.env
@@ -346,6 +512,36 @@ impl ContainerView<'_> {
     }
 }
 
+impl ResourcesView<'_> {
+    /// A non-zero `cpu` or `memory` in requests or limits, as Kubernetes
+    /// counts them for the QoS class (zero quantities do not count).
+    fn sets_any(&self) -> bool {
+        [&self.requests, &self.limits]
+            .into_iter()
+            .flatten()
+            .flat_map(|q| [&q.cpu, &q.memory])
+            .flatten()
+            .any(is_non_zero_quantity)
+    }
+}
+
+/// A quantity other than zero. Anything that is not plainly zero (`0`,
+/// `0.0`, `0Mi`, `0e3`, a YAML `0`) counts as set, so an unreadable value
+/// keeps the init container's resources.
+fn is_non_zero_quantity(raw: &Raw<'_>) -> bool {
+    let text = match raw {
+        Raw::Str(s) => s.as_ref(),
+        Raw::NotString(s) if s == "null" => return false,
+        Raw::NotString(s) => s.as_str(),
+    };
+    let unsigned = text.trim_start_matches(['+', '-']);
+    let number = unsigned
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or(unsigned, |end| &unsigned[..end]);
+    !number.bytes().any(|b| b.is_ascii_digit())
+        || number.bytes().any(|b| (b'1'..=b'9').contains(&b))
+}
+
 /// Why a targeted pod was not injected. The [`SkipReason::label`] is a
 /// small, fixed set (metrics); the `Display` text goes into
 /// `forcebacklog/status: skipped: <text>` and the admission warning.
@@ -353,8 +549,13 @@ impl ContainerView<'_> {
 pub enum SkipReason {
     /// An annotation value breaks the contract.
     Invalid(AnnotationError),
-    /// A Windows pod (`spec.os.name` or nodeSelector `kubernetes.io/os`).
+    /// A Windows pod (`spec.os.name`, nodeSelector `kubernetes.io/os`, or
+    /// a required node affinity that rules Linux out).
     Windows,
+    /// The mirror pod of a static pod (annotation
+    /// `kubernetes.io/config.mirror`): the kubelet runs the manifest on its
+    /// node, not this object.
+    MirrorPod,
     /// A selected container takes `LD_PRELOAD` from `valueFrom`: merging is impossible.
     LdPreloadValueFrom {
         /// The container.
@@ -372,6 +573,7 @@ impl SkipReason {
         match self {
             SkipReason::Invalid(_) => "invalid",
             SkipReason::Windows => "windows",
+            SkipReason::MirrorPod => "mirror_pod",
             SkipReason::LdPreloadValueFrom { .. } => "ld_preload_value_from",
             SkipReason::Collision(_) => "collision",
             SkipReason::NoContainers => "no_containers",
@@ -384,6 +586,9 @@ impl fmt::Display for SkipReason {
         match self {
             SkipReason::Invalid(err) => write!(f, "{err}"),
             SkipReason::Windows => f.write_str("Windows pod (the shim is a Linux library)"),
+            SkipReason::MirrorPod => f.write_str(
+                "mirror pod of a static pod (the kubelet runs the manifest on its node, not this object)",
+            ),
             SkipReason::LdPreloadValueFrom { container } => write!(
                 f,
                 "container {container} takes LD_PRELOAD from valueFrom, which cannot be merged"
@@ -482,6 +687,27 @@ impl ContainerWork {
     }
 }
 
+/// The init container's resources, chosen to keep the pod's QoS class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitResources {
+    /// No container of the pod sets CPU or memory: none either, so the pod
+    /// stays BestEffort.
+    Unset,
+    /// The configured tiny requests, equal to the limits: a Guaranteed pod
+    /// stays Guaranteed, a Burstable one Burstable, and a ResourceQuota
+    /// that requires limits is satisfied.
+    RequestsEqualLimits,
+}
+
+/// Secrets to add to `spec.imagePullSecrets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullSecrets {
+    /// Append to the existing list, or create it ([`Add::Nothing`]: none missing).
+    pub at: Add,
+    /// The missing names, in configured order.
+    pub names: Vec<String>,
+}
+
 /// Everything to add to a targeted pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Work {
@@ -489,6 +715,10 @@ pub struct Work {
     pub volume: Add,
     /// The install-shim init container (placed first).
     pub init_container: Add,
+    /// The init container's resources.
+    pub init_resources: InitResources,
+    /// The configured image pull secrets the pod lacks (added with the init container).
+    pub pull_secrets: PullSecrets,
     /// The selected containers that need something.
     pub containers: Vec<ContainerWork>,
 }
@@ -497,6 +727,11 @@ impl Work {
     const NONE: Work = Work {
         volume: Add::Nothing,
         init_container: Add::Nothing,
+        init_resources: InitResources::RequestsEqualLimits,
+        pull_secrets: PullSecrets {
+            at: Add::Nothing,
+            names: Vec::new(),
+        },
         containers: Vec::new(),
     };
 
@@ -504,6 +739,7 @@ impl Work {
     pub fn is_empty(&self) -> bool {
         self.volume == Add::Nothing
             && self.init_container == Add::Nothing
+            && self.pull_secrets.at == Add::Nothing
             && self.containers.is_empty()
     }
 }
@@ -542,7 +778,7 @@ pub struct Plan {
 }
 
 /// Plans one pod: annotations → settings → per-container work, or a skip.
-pub fn plan(pod: &PodView<'_>, defaults: Defaults) -> Plan {
+pub fn plan(pod: &PodView<'_>, defaults: Defaults, config: &InjectConfig) -> Plan {
     let empty = Annotations::default();
     let annotations = pod.annotations().unwrap_or(&empty);
     let mut warnings: Vec<String> = annotations.unknown_key_warnings().collect();
@@ -552,26 +788,16 @@ pub fn plan(pod: &PodView<'_>, defaults: Defaults) -> Plan {
         Err(err) => return skip(pod, SkipReason::Invalid(err), warnings),
         Ok(Targeting::Targeted(settings)) => settings,
     };
-    let work = match work(pod, &settings, &mut warnings) {
-        Ok(work) => work,
+    let (work, env_warnings) = match work(pod, &settings, config) {
+        Ok(planned) => planned,
         Err(reason) => return skip(pod, reason, warnings),
     };
+    // Re-invocation or our own output: nothing to add, nothing to repeat.
     let verdict = if work.is_empty() {
-        // Re-invocation or our own output: nothing to add, nothing to repeat.
-        warnings.clear();
-        warnings.extend(annotations.unknown_key_warnings());
         Verdict::AlreadyInjected
     } else {
-        if settings.backlog > DEFAULT_SOMAXCONN
-            && pod
-                .somaxconn()
-                .is_none_or(|s| s < u64::from(settings.backlog))
-        {
-            warnings.push(format!(
-                "forcebacklog: backlog {b} is above {DEFAULT_SOMAXCONN}: the kernel caps it at the pod's net.core.somaxconn (usually {DEFAULT_SOMAXCONN}) unless the pod sets the sysctl net.core.somaxconn to at least {b}",
-                b = settings.backlog
-            ));
-        }
+        warnings.extend(env_warnings);
+        warnings.extend(somaxconn_warning(pod, &settings));
         Verdict::Inject
     };
     bound(&mut warnings);
@@ -581,6 +807,18 @@ pub fn plan(pod: &PodView<'_>, defaults: Defaults) -> Plan {
         status: status_edit(pod, annotations::STATUS_INJECTED.to_owned()),
         work,
     }
+}
+
+/// The warning for a backlog above the default `net.core.somaxconn`
+/// without a pod sysctl that allows it: the kernel caps it.
+fn somaxconn_warning(pod: &PodView<'_>, settings: &Settings) -> Option<String> {
+    let backlog = settings.backlog;
+    let allowed = pod.somaxconn().is_some_and(|s| s >= u64::from(backlog));
+    (backlog > DEFAULT_SOMAXCONN && !allowed).then(|| {
+        format!(
+            "forcebacklog: backlog {backlog} is above {DEFAULT_SOMAXCONN}: the kernel caps it at the pod's net.core.somaxconn (usually {DEFAULT_SOMAXCONN}) unless the pod sets the sysctl net.core.somaxconn to at least {backlog}"
+        )
+    })
 }
 
 /// Keeps the warnings of a pod with many containers to a readable few.
@@ -623,58 +861,116 @@ fn status_edit(pod: &PodView<'_>, value: String) -> Option<StatusEdit> {
     Some(StatusEdit { value, at })
 }
 
-/// The containers the settings select, as (list, index).
-fn select(pod: &PodView<'_>, settings: &Settings) -> Result<Vec<(List, usize)>, SkipReason> {
-    let containers = pod.containers();
-    let init = pod.init_containers();
-    let selected: Vec<(List, usize)> = match &settings.containers {
-        Containers::AppContainers => (0..containers.len())
-            .map(|i| (List::Containers, i))
-            .collect(),
-        Containers::Named(names) => {
-            // Regular containers first: Kubernetes keeps names unique across both lists.
-            let mut by_name: HashMap<&str, (List, usize)> = HashMap::new();
-            for (i, c) in init.iter().enumerate() {
-                if c.is_native_sidecar() {
-                    by_name.insert(&c.name, (List::InitContainers, i));
-                }
-            }
-            for (i, c) in containers.iter().enumerate() {
-                by_name.insert(&c.name, (List::Containers, i));
-            }
-            let mut selected = Vec::with_capacity(names.len());
-            let mut unknown = Vec::new();
-            for name in names {
-                match by_name.get(name.as_str()) {
-                    Some(&at) => selected.push(at),
-                    None if unknown.len() < annotations::MAX_LISTED => {
-                        unknown.push(annotations::clip(name));
-                    }
-                    None => {}
-                }
-            }
-            if !unknown.is_empty() {
-                let known = containers
-                    .iter()
-                    .chain(init.iter().filter(|c| c.is_native_sidecar()))
-                    .take(annotations::MAX_LISTED)
-                    .map(|c| annotations::clip(&c.name))
-                    .collect();
-                let value = pod
-                    .annotations()
-                    .and_then(|a| match &a.containers {
-                        Some(annotations::Raw::Str(s)) => Some(annotations::clip(s)),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                return Err(SkipReason::Invalid(AnnotationError::UnknownContainers {
-                    value,
-                    unknown,
-                    known,
-                }));
-            }
-            selected
+/// The rules of a targeted pod, in order: the pod-level skips, the
+/// selected containers and their skips (so a skipped pod gets no partial
+/// work), then what to add. Returns the work and its warnings.
+fn work(
+    pod: &PodView<'_>,
+    settings: &Settings,
+    config: &InjectConfig,
+) -> Result<(Work, Vec<String>), SkipReason> {
+    skip_mirror_pod(pod)?;
+    skip_windows(pod)?;
+    let selected = select(pod, settings, &config.exclude_containers)?;
+    for &at in &selected {
+        let c = pod.container(at);
+        skip_ld_preload_value_from(c)?;
+        skip_mount_at_or_below_ours(c)?;
+        skip_read_only_parent(pod, c)?;
+    }
+    let volume = volume_to_add(pod)?;
+    let init_container = init_container_to_add(pod)?;
+    let desired = desired_env(settings);
+    let mut warnings = Vec::new();
+    let mut containers = Vec::with_capacity(selected.len());
+    for at in selected {
+        let (work, container_warnings) = container_work(pod, at, &desired);
+        warnings.extend(container_warnings);
+        if !work.is_empty() {
+            containers.push(work);
         }
+    }
+    let pull_secrets = if init_container == Add::Nothing {
+        Work::NONE.pull_secrets
+    } else {
+        pull_secrets_to_add(pod, &config.image_pull_secrets)
+    };
+    let work = Work {
+        volume,
+        init_container,
+        init_resources: init_resources(pod),
+        pull_secrets,
+        containers,
+    };
+    Ok((work, warnings))
+}
+
+/// A mirror pod is the API server's copy of a static pod: the kubelet runs
+/// the manifest file on its node, so a patch to this object changes nothing
+/// that runs. Skipped, so its status says why the shim is not there.
+fn skip_mirror_pod(pod: &PodView<'_>) -> Result<(), SkipReason> {
+    match pod.annotations() {
+        Some(a) if a.mirror => Err(SkipReason::MirrorPod),
+        _ => Ok(()),
+    }
+}
+
+/// The label that names a node's operating system.
+const OS_LABEL: &str = "kubernetes.io/os";
+
+/// A pod that runs on Windows nodes: `spec.os.name: windows`, the
+/// nodeSelector `kubernetes.io/os: windows`, or a required node affinity
+/// whose every term rules Linux out (`kubernetes.io/os In [windows]`,
+/// `NotIn [linux]`).
+fn skip_windows(pod: &PodView<'_>) -> Result<(), SkipReason> {
+    let Some(spec) = &pod.spec else {
+        return Ok(());
+    };
+    let os = spec.os.as_ref().and_then(|o| o.name.as_deref());
+    let selector = spec.node_selector.as_ref().and_then(|n| n.os.as_deref());
+    let terms = pod.required_node_terms();
+    let affinity = !terms.is_empty() && terms.iter().all(term_excludes_linux);
+    if os == Some("windows") || selector == Some("windows") || affinity {
+        return Err(SkipReason::Windows);
+    }
+    Ok(())
+}
+
+/// One node selector term (its expressions are ANDed) that no Linux node matches.
+fn term_excludes_linux(term: &NodeTermView<'_>) -> bool {
+    term.match_expressions
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.key == OS_LABEL)
+        .any(|r| {
+            let values = r.values.as_deref().unwrap_or_default();
+            let linux = values.iter().any(|v| v == "linux");
+            match r.operator.as_ref() {
+                "In" => !values.is_empty() && !linux,
+                "NotIn" => linux,
+                _ => false,
+            }
+        })
+}
+
+/// The containers the settings select, as (list, index). Without
+/// `forcebacklog/containers`, every app container except the configured
+/// exclusions (service-mesh proxies); the annotation names anything.
+fn select(
+    pod: &PodView<'_>,
+    settings: &Settings,
+    excluded: &[String],
+) -> Result<Vec<(List, usize)>, SkipReason> {
+    let selected: Vec<(List, usize)> = match &settings.containers {
+        Containers::AppContainers => pod
+            .containers()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !excluded.iter().any(|e| *e == c.name))
+            .map(|(i, _)| (List::Containers, i))
+            .collect(),
+        Containers::Named(names) => select_named(pod, names)?,
     };
     if selected.is_empty() {
         return Err(SkipReason::NoContainers);
@@ -682,82 +978,233 @@ fn select(pod: &PodView<'_>, settings: &Settings) -> Result<Vec<(List, usize)>, 
     Ok(selected)
 }
 
-fn work(
-    pod: &PodView<'_>,
-    settings: &Settings,
-    warnings: &mut Vec<String>,
-) -> Result<Work, SkipReason> {
-    if pod.is_windows() {
-        return Err(SkipReason::Windows);
-    }
-    let selected = select(pod, settings)?;
-    let container = |list: List, index: usize| -> &ContainerView<'_> {
-        match list {
-            List::Containers => &pod.containers()[index],
-            List::InitContainers => &pod.init_containers()[index],
+/// The containers `forcebacklog/containers` names: app containers and
+/// native sidecars; an unknown name makes the annotation invalid.
+fn select_named(pod: &PodView<'_>, names: &[String]) -> Result<Vec<(List, usize)>, SkipReason> {
+    let containers = pod.containers();
+    let init = pod.init_containers();
+    // Regular containers first: Kubernetes keeps names unique across both lists.
+    let mut by_name: HashMap<&str, (List, usize)> = HashMap::new();
+    for (i, c) in init.iter().enumerate() {
+        if c.is_native_sidecar() {
+            by_name.insert(&c.name, (List::InitContainers, i));
         }
-    };
+    }
+    for (i, c) in containers.iter().enumerate() {
+        by_name.insert(&c.name, (List::Containers, i));
+    }
+    let mut selected = Vec::with_capacity(names.len());
+    let mut unknown = Vec::new();
+    for name in names {
+        match by_name.get(name.as_str()) {
+            Some(&at) => selected.push(at),
+            None if unknown.len() < annotations::MAX_LISTED => {
+                unknown.push(annotations::clip(name));
+            }
+            None => {}
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(selected);
+    }
+    let known = containers
+        .iter()
+        .chain(init.iter().filter(|c| c.is_native_sidecar()))
+        .take(annotations::MAX_LISTED)
+        .map(|c| annotations::clip(&c.name))
+        .collect();
+    let value = pod
+        .annotations()
+        .and_then(|a| match &a.containers {
+            Some(Raw::Str(s)) => Some(annotations::clip(s)),
+            _ => None,
+        })
+        .unwrap_or_default();
+    Err(SkipReason::Invalid(AnnotationError::UnknownContainers {
+        value,
+        unknown,
+        known,
+    }))
+}
 
-    // Skips come first, so a skipped pod gets no partial work.
-    for &(list, index) in &selected {
-        let c = container(list, index);
-        if c.env
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .any(|e| e.name == ENV_LD_PRELOAD && e.value_from.is_some())
-        {
-            return Err(SkipReason::LdPreloadValueFrom {
-                container: annotations::clip(&c.name),
-            });
+/// A selected container that takes `LD_PRELOAD` from `valueFrom`: the
+/// value is not known at admission, so the shim cannot be merged into it.
+fn skip_ld_preload_value_from(c: &ContainerView<'_>) -> Result<(), SkipReason> {
+    let from_value_from = c
+        .env
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|e| e.name == ENV_LD_PRELOAD && e.value_from.is_some());
+    if from_value_from {
+        return Err(SkipReason::LdPreloadValueFrom {
+            container: annotations::clip(&c.name),
+        });
+    }
+    Ok(())
+}
+
+/// A selected container that mounts something else at or below our mount
+/// path: our read-only volume would hide it, or would need a mount point
+/// created inside it. A mount above ours (`/opt`) is handled by
+/// [`skip_read_only_parent`].
+fn skip_mount_at_or_below_ours(c: &ContainerView<'_>) -> Result<(), SkipReason> {
+    for m in c.mounts() {
+        if is_our_mount(m) {
+            continue;
         }
-        for m in c.volume_mounts.as_deref().unwrap_or_default() {
-            if is_our_mount(m) {
-                continue;
-            }
-            // Our read-only volume at MOUNT_PATH would hide that mount, or
-            // would need a mount point created inside it: the pod fails.
-            // A mount above ours (`/opt`) is fine: ours goes on top of it.
-            if let Some(below) = within_mount_path(&m.mount_path) {
-                let at = if below {
-                    format!("at {}, below", annotations::clip(&m.mount_path))
-                } else {
-                    "at".to_owned()
-                };
-                return Err(SkipReason::Collision(format!(
-                    "container {} already mounts volume {} {at} {MOUNT_PATH}",
-                    annotations::clip(&c.name),
-                    annotations::clip(&m.name),
-                )));
-            }
+        if let Some(below) = within_mount_path(&m.mount_path) {
+            let at = if below {
+                format!("at {}, below", annotations::clip(&m.mount_path))
+            } else {
+                "at".to_owned()
+            };
+            return Err(SkipReason::Collision(format!(
+                "container {} already mounts volume {} {at} {MOUNT_PATH}",
+                annotations::clip(&c.name),
+                annotations::clip(&m.name),
+            )));
         }
     }
-    let spec = pod.spec.as_ref();
-    let volumes = spec.and_then(|s| s.volumes.as_deref());
-    let volume = match volumes
+    Ok(())
+}
+
+/// A selected container with a read-only mount at a parent of our mount
+/// path (`/opt`, `/`): the container runtime must create our mount point
+/// inside it and fails, so the pod never starts (kubernetes/kubernetes
+/// issue 121294). ConfigMap, Secret, projected and downward API volumes
+/// are fine: the kubelet creates nested mount points in them itself.
+fn skip_read_only_parent(pod: &PodView<'_>, c: &ContainerView<'_>) -> Result<(), SkipReason> {
+    let volumes = pod.volumes().unwrap_or_default();
+    for m in c.mounts() {
+        if !is_above_mount_path(&m.mount_path) {
+            continue;
+        }
+        let volume = volumes.iter().find(|v| v.name == m.name);
+        let claim_read_only = volume
+            .and_then(|v| v.persistent_volume_claim.as_ref())
+            .is_some_and(|p| p.read_only == Some(true));
+        let nested_mount_points = volume.is_some_and(|v| {
+            v.config_map.is_some()
+                || v.secret.is_some()
+                || v.projected.is_some()
+                || v.downward_api.is_some()
+        });
+        if (m.read_only == Some(true) || claim_read_only) && !nested_mount_points {
+            return Err(SkipReason::Collision(format!(
+                "container {} mounts volume {} read-only at {}, above {MOUNT_PATH}: the mount point cannot be created",
+                annotations::clip(&c.name),
+                annotations::clip(&m.name),
+                annotations::clip(&m.mount_path),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Our emptyDir volume: already there, to add, or a collision with a
+/// volume of the same name that is not an emptyDir.
+fn volume_to_add(pod: &PodView<'_>) -> Result<Add, SkipReason> {
+    let volumes = pod.volumes();
+    match volumes
         .unwrap_or_default()
         .iter()
         .find(|v| v.name == VOLUME_NAME)
     {
-        Some(v) if v.empty_dir.is_some() => Add::Nothing,
-        Some(_) => {
-            return Err(SkipReason::Collision(format!(
-                "volume {VOLUME_NAME} already exists and is not an emptyDir"
-            )));
-        }
-        None => Add::into_or_create(volumes.is_some()),
-    };
-    let init_containers = spec.and_then(|s| s.init_containers.as_deref());
-    let init_container = if init_containers
-        .unwrap_or_default()
+        Some(v) if v.empty_dir.is_some() => Ok(Add::Nothing),
+        Some(_) => Err(SkipReason::Collision(format!(
+            "volume {VOLUME_NAME} already exists and is not an emptyDir"
+        ))),
+        None => Ok(Add::into_or_create(volumes.is_some())),
+    }
+}
+
+/// Our init container: already there (recognised by its name, command and
+/// volume mount), to add, or a collision. Container names are unique
+/// across all lists of a pod, so a container of any kind with our name
+/// that is not ours makes the API server refuse the pod.
+fn init_container_to_add(pod: &PodView<'_>) -> Result<Add, SkipReason> {
+    if pod
+        .containers()
         .iter()
         .any(|c| c.name == INIT_CONTAINER_NAME)
     {
+        return Err(SkipReason::Collision(format!(
+            "container {INIT_CONTAINER_NAME} has the name of the init container forcebacklog adds"
+        )));
+    }
+    let init = pod.spec.as_ref().and_then(|s| s.init_containers.as_deref());
+    match init
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.name == INIT_CONTAINER_NAME)
+    {
+        Some(c) if is_our_init_container(c) => Ok(Add::Nothing),
+        Some(_) => Err(SkipReason::Collision(format!(
+            "init container {INIT_CONTAINER_NAME} is not forcebacklog's (its command or volume differ)"
+        ))),
+        None => Ok(Add::into_or_create(init.is_some())),
+    }
+}
+
+/// Ours: a plain init container running [`INSTALL_COMMAND`] with our
+/// volume at our mount path (the image may be another version's).
+fn is_our_init_container(c: &ContainerView<'_>) -> bool {
+    let command = c.command.as_deref().unwrap_or_default();
+    let same_command = command.len() == INSTALL_COMMAND.len()
+        && command
+            .iter()
+            .zip(INSTALL_COMMAND)
+            .all(|(have, ours)| matches!(have, Raw::Str(s) if s == ours));
+    !c.is_native_sidecar() && same_command && c.mounts().iter().any(is_our_mount)
+}
+
+/// The init container's resources that keep the pod's QoS class: none
+/// when no container (nor the pod) sets a CPU or memory request or limit.
+fn init_resources(pod: &PodView<'_>) -> InitResources {
+    let pod_level = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .is_some_and(ResourcesView::sets_any);
+    let any_container = pod
+        .containers()
+        .iter()
+        .chain(pod.init_containers())
+        .any(ContainerView::sets_resources);
+    if pod_level || any_container {
+        InitResources::RequestsEqualLimits
+    } else {
+        InitResources::Unset
+    }
+}
+
+/// The configured image pull secrets the pod does not list yet.
+fn pull_secrets_to_add(pod: &PodView<'_>, configured: &[String]) -> PullSecrets {
+    let existing = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.as_deref());
+    let mut names: Vec<String> = Vec::new();
+    for name in configured {
+        let listed = existing
+            .unwrap_or_default()
+            .iter()
+            .any(|s| s.name == name.as_str());
+        if !listed && !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    let at = if names.is_empty() {
         Add::Nothing
     } else {
-        Add::into_or_create(init_containers.is_some())
+        Add::into_or_create(existing.is_some())
     };
+    PullSecrets { at, names }
+}
 
+/// The variables every selected container should have, in order.
+fn desired_env(settings: &Settings) -> Vec<(&'static str, String)> {
     let mut desired: Vec<(&'static str, String)> = Vec::with_capacity(4);
     desired.push((ENV_BACKLOG, settings.backlog.to_string()));
     desired.push((ENV_LD_PRELOAD, SHIM_PATH.to_owned()));
@@ -767,75 +1214,80 @@ fn work(
     if let Some(ports) = &settings.ports {
         desired.push((ENV_PORTS, ports.clone()));
     }
+    desired
+}
 
-    let mut containers = Vec::with_capacity(selected.len());
-    for (list, index) in selected {
-        let c = container(list, index);
-        let mounted = c
-            .volume_mounts
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .any(is_our_mount);
-        let mount = if mounted {
-            Add::Nothing
-        } else {
-            Add::into_or_create(c.volume_mounts.is_some())
-        };
-        let mut env = Vec::with_capacity(desired.len());
-        for (name, value) in &desired {
-            let edit = match c.env_var(name) {
-                None => Some(EnvEdit::Add {
-                    name,
-                    value: value.clone(),
-                }),
-                // Merged: the shim first, the user's list kept after it
-                // (valueFrom was ruled out above).
-                Some((index, existing)) if *name == ENV_LD_PRELOAD => {
-                    merge_ld_preload(existing.value.as_deref().unwrap_or(""))
-                        .map(|value| EnvEdit::SetValue { index, value })
-                }
-                // Set by the user: never overwritten.
-                Some((_, existing)) => {
-                    if existing.value_from.is_some() {
-                        warnings.push(format!(
-                            "forcebacklog: container {}: {name} from valueFrom is kept ({value} not applied)",
-                            annotations::clip(&c.name)
-                        ));
-                    } else {
-                        let current = existing.value.as_deref().unwrap_or("");
-                        if current != value {
-                            warnings.push(format!(
-                                "forcebacklog: container {}: {name}={} set by the pod is kept ({value} not applied)",
-                                annotations::clip(&c.name),
-                                annotations::clip(current)
-                            ));
-                        }
-                    }
-                    None
-                }
-            };
-            env.extend(edit);
-        }
-        if let Some(warning) = env_from_warning(c, &env) {
-            warnings.push(warning);
-        }
-        let work = ContainerWork {
-            list,
-            index,
-            name: c.name.to_string(),
-            mount,
-            env_present: c.env.is_some(),
-            env,
-        };
-        if !work.is_empty() {
-            containers.push(work);
-        }
+/// What one selected container gets: the mount and the env edits, with
+/// the warnings about values the pod keeps.
+fn container_work(
+    pod: &PodView<'_>,
+    (list, index): (List, usize),
+    desired: &[(&'static str, String)],
+) -> (ContainerWork, Vec<String>) {
+    let c = pod.container((list, index));
+    let mount = if c.mounts().iter().any(is_our_mount) {
+        Add::Nothing
+    } else {
+        Add::into_or_create(c.volume_mounts.is_some())
+    };
+    let mut warnings = Vec::new();
+    let mut env = Vec::with_capacity(desired.len());
+    for (name, value) in desired {
+        let (edit, warning) = env_edit(c, name, value);
+        env.extend(edit);
+        warnings.extend(warning);
     }
-    Ok(Work {
-        volume,
-        init_container,
-        containers,
+    warnings.extend(env_from_warning(c, &env));
+    let work = ContainerWork {
+        list,
+        index,
+        name: c.name.to_string(),
+        mount,
+        env_present: c.env.is_some(),
+        env,
+    };
+    (work, warnings)
+}
+
+/// The edit for one desired variable: added when missing; `LD_PRELOAD`
+/// merged (the shim first, the user's list kept after it; `valueFrom` was
+/// ruled out by [`skip_ld_preload_value_from`]); any other variable the
+/// pod sets is kept ([`keep_user_value`]). Returns the edit, if any, and
+/// a warning, if any.
+fn env_edit(
+    c: &ContainerView<'_>,
+    name: &'static str,
+    value: &str,
+) -> (Option<EnvEdit>, Option<String>) {
+    match c.env_var(name) {
+        None => {
+            let value = value.to_owned();
+            (Some(EnvEdit::Add { name, value }), None)
+        }
+        Some((index, existing)) if name == ENV_LD_PRELOAD => {
+            let merged = merge_ld_preload(existing.value.as_deref().unwrap_or(""));
+            (merged.map(|value| EnvEdit::SetValue { index, value }), None)
+        }
+        Some((_, existing)) => (None, keep_user_value(c, existing, value)),
+    }
+}
+
+/// A variable set by the user (`BACKLOG`, `FORCEBACKLOG_MODE`, …) is never
+/// overwritten; the warning says so when it differs from ours.
+fn keep_user_value(c: &ContainerView<'_>, existing: &EnvView<'_>, ours: &str) -> Option<String> {
+    let name = &existing.name;
+    let container = annotations::clip(&c.name);
+    if existing.value_from.is_some() {
+        return Some(format!(
+            "forcebacklog: container {container}: {name} from valueFrom is kept ({ours} not applied)"
+        ));
+    }
+    let current = existing.value.as_deref().unwrap_or("");
+    (current != ours).then(|| {
+        format!(
+            "forcebacklog: container {container}: {name}={} set by the pod is kept ({ours} not applied)",
+            annotations::clip(current)
+        )
     })
 }
 
@@ -871,6 +1323,19 @@ fn env_from_warning(c: &ContainerView<'_>, edits: &[EnvEdit]) -> Option<String> 
 /// Our volume at our mount path (`/opt/forcebacklog` or `/opt/forcebacklog/`).
 fn is_our_mount(m: &MountView<'_>) -> bool {
     m.name == VOLUME_NAME && within_mount_path(&m.mount_path) == Some(false)
+}
+
+/// A mount path strictly above [`MOUNT_PATH`]: `/`, `/opt` (`//opt/`
+/// alike); not `/opt/forcebacklog` itself, nor `/op`.
+fn is_above_mount_path(path: &str) -> bool {
+    let mut ours = MOUNT_PATH.split('/').filter(|s| !s.is_empty());
+    for segment in path.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        if ours.next() != Some(segment) {
+            return false;
+        }
+    }
+    // Every segment matched ours, and ours goes on.
+    ours.next().is_some()
 }
 
 /// Where a mount path lies relative to [`MOUNT_PATH`]: `Some(false)` at it,
@@ -978,10 +1443,11 @@ mod tests {
     fn plan_of(pod: serde_json::Value, defaults: Defaults) -> Plan {
         let text = pod.to_string();
         let view: PodView<'_> = serde_json::from_str(&text).expect("pod view");
-        let from_bytes = plan(&view, defaults);
+        let config = InjectConfig::default();
+        let from_bytes = plan(&view, defaults, &config);
         // The same rules whether the view comes from bytes or from a Value.
         let view = PodView::deserialize(&pod).expect("pod view from Value");
-        assert_eq!(plan(&view, defaults), from_bytes);
+        assert_eq!(plan(&view, defaults, &config), from_bytes);
         from_bytes
     }
 
@@ -1390,7 +1856,8 @@ mod tests {
             "volumeMounts": [{"name": VOLUME_NAME, "mountPath": MOUNT_PATH, "readOnly": true}],
             "env": [{"name": "BACKLOG", "value": "300"}, {"name": "LD_PRELOAD", "value": SHIM_PATH},
                     {"name": "FORCEBACKLOG_MODE", "value": "set"}, {"name": "FORCEBACKLOG_PORTS", "value": "80"}]}],
-            "initContainers": [{"name": INIT_CONTAINER_NAME}],
+            "initContainers": [{"name": INIT_CONTAINER_NAME, "command": INSTALL_COMMAND,
+                "volumeMounts": [{"name": VOLUME_NAME, "mountPath": MOUNT_PATH}]}],
             "volumes": [{"name": VOLUME_NAME, "emptyDir": {}}]});
         let p = plan_of(pod(annotated, injected), ANNOTATED);
         assert_eq!(p.verdict, Verdict::AlreadyInjected);
@@ -1594,6 +2061,36 @@ mod tests {
         );
         let status = p.status.unwrap().value;
         assert!(status.len() < 600, "{} bytes: {status}", status.len());
+    }
+
+    #[test]
+    fn paths_above_ours() {
+        for above in ["/", "/opt", "/opt/", "//opt", "/./opt"] {
+            assert!(is_above_mount_path(above), "{above}");
+        }
+        for not in [
+            "/opt/forcebacklog",
+            "/opt/forcebacklog/x",
+            "/op",
+            "/var",
+            "/opt/f",
+        ] {
+            assert!(!is_above_mount_path(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn zero_quantities_do_not_count() {
+        let raw = |s: &str| Raw::Str(Cow::Owned(s.to_owned()));
+        for zero in ["0", "0.0", "0Mi", "0m", "0e3", "+0", ".0"] {
+            assert!(!is_non_zero_quantity(&raw(zero)), "{zero}");
+        }
+        for set in ["1", "0.5", "10m", "1Gi", "bogus", ""] {
+            assert!(is_non_zero_quantity(&raw(set)), "{set:?}");
+        }
+        assert!(is_non_zero_quantity(&Raw::NotString("2".into())));
+        assert!(!is_non_zero_quantity(&Raw::NotString("0".into())));
+        assert!(!is_non_zero_quantity(&Raw::NotString("null".into())));
     }
 
     #[test]

@@ -482,7 +482,7 @@ fn validate(
     let error = match annotations::check(annotations) {
         Err(err) => Some(err.to_string()),
         Ok(()) => {
-            let planned = plan::plan(&template, defaults);
+            let planned = plan::plan(&template, defaults, config);
             match planned.verdict {
                 Verdict::Skip(SkipReason::Invalid(err)) => Some(err.to_string()),
                 Verdict::Skip(reason) => {

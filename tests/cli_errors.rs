@@ -125,10 +125,13 @@ fn run_time_errors_are_one_line_too() {
     );
 }
 
-/// A pod the injection targets, on stdin of `inject -f -`.
+/// A pod the injection targets, on stdin of `inject -f -` (it sets
+/// resources, so the init container gets the configured ones).
 const POD: &str = r#"{"apiVersion": "v1", "kind": "Pod",
   "metadata": {"name": "p", "annotations": {"forcebacklog/value": "234"}},
-  "spec": {"containers": [{"name": "web", "image": "web:1"}]}}"#;
+  "spec": {"containers": [{"name": "web", "image": "web:1",
+                           "resources": {"requests": {"cpu": "100m"}}},
+                          {"name": "istio-proxy", "image": "proxy:1"}]}}"#;
 
 fn inject_stdin(args: &[&str], env: &[(&str, &str)]) -> Output {
     use std::io::Write;
@@ -140,6 +143,8 @@ fn inject_stdin(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("FORCEBACKLOG_IMAGE_PULL_POLICY")
         .env_remove("FORCEBACKLOG_INIT_CPU")
         .env_remove("FORCEBACKLOG_INIT_MEMORY")
+        .env_remove("FORCEBACKLOG_IMAGE_PULL_SECRETS")
+        .env_remove("FORCEBACKLOG_EXCLUDE_CONTAINERS")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -171,6 +176,22 @@ fn init_container_settings_are_checked_at_start_up() {
         ),
         (&["--init-memory=-1"], &["'-1'", "cannot be negative"]),
         (
+            &["--init-memory", "10m"],
+            &["'10m'", "--init-memory", "whole number of bytes"],
+        ),
+        (
+            &["--image-pull-secret", "Reg_Cred"],
+            &["'Reg_Cred'", "--image-pull-secret", "not a Kubernetes name"],
+        ),
+        (
+            &["--exclude-container", "Istio.Proxy"],
+            &[
+                "'Istio.Proxy'",
+                "--exclude-container",
+                "not a Kubernetes name",
+            ],
+        ),
+        (
             &["--image-pull-policy", "always"],
             &["'always'", "Always, IfNotPresent, Never"],
         ),
@@ -186,6 +207,8 @@ fn init_container_settings_are_checked_at_start_up() {
     for (var, value) in [
         ("FORCEBACKLOG_INIT_CPU", "ten"),
         ("FORCEBACKLOG_INIT_MEMORY", "16MB"),
+        ("FORCEBACKLOG_INIT_MEMORY", "0.5"),
+        ("FORCEBACKLOG_IMAGE_PULL_SECRETS", "Not-OK"),
         ("FORCEBACKLOG_IMAGE_PULL_POLICY", "Sometimes"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_forcebacklog"))
@@ -232,4 +255,58 @@ fn valid_init_container_settings_reach_the_pod() {
     let out = inject_stdin(&[], &[("FORCEBACKLOG_INIT_MEMORY", "32Mi")]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("memory: 32Mi"));
+}
+
+/// The pod's containers that got `LD_PRELOAD`, and its imagePullSecrets.
+fn injected(out: &Output) -> (Vec<String>, serde_json::Value) {
+    assert!(out.status.success(), "{out:?}");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
+    let spec = &docs[0]["spec"];
+    let names = spec["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .filter(|c| {
+            c["env"]
+                .as_array()
+                .is_some_and(|env| env.iter().any(|e| e["name"] == "LD_PRELOAD"))
+        })
+        .map(|c| c["name"].as_str().expect("name").to_owned())
+        .collect();
+    (names, spec["imagePullSecrets"].clone())
+}
+
+#[test]
+fn pull_secrets_and_excluded_containers_reach_the_pod() {
+    use serde_json::json;
+    // Defaults: the mesh proxy is left alone, no pull secret.
+    let (names, secrets) = injected(&inject_stdin(&[], &[]));
+    assert_eq!((names, secrets), (vec!["web".to_owned()], json!(null)));
+    // Repeated flags, or a comma list in the environment.
+    let (names, secrets) = injected(&inject_stdin(
+        &[
+            "--image-pull-secret",
+            "regcred",
+            "--image-pull-secret",
+            "mirror",
+            "--exclude-container",
+            "web",
+        ],
+        &[],
+    ));
+    assert_eq!(names, ["istio-proxy"]);
+    assert_eq!(secrets, json!([{"name": "regcred"}, {"name": "mirror"}]));
+    let (names, secrets) = injected(&inject_stdin(
+        &[],
+        &[
+            ("FORCEBACKLOG_IMAGE_PULL_SECRETS", "regcred,mirror"),
+            ("FORCEBACKLOG_EXCLUDE_CONTAINERS", ""),
+        ],
+    ));
+    assert_eq!(names, ["web", "istio-proxy"]);
+    assert_eq!(secrets, json!([{"name": "regcred"}, {"name": "mirror"}]));
+    // `--exclude-container ''`: nothing excluded.
+    let (names, _) = injected(&inject_stdin(&["--exclude-container", ""], &[]));
+    assert_eq!(names, ["web", "istio-proxy"]);
 }
