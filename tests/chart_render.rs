@@ -57,6 +57,25 @@ fn ns_name_not_in(namespaces: &[&str]) -> (String, String, Vec<String>) {
     )
 }
 
+/// The namespaces of cert-manager and the CNIs, excluded by default.
+const SYSTEM: [&str; 7] = [
+    "cert-manager",
+    "calico-system",
+    "calico-apiserver",
+    "tigera-operator",
+    "kube-flannel",
+    "cilium",
+    "linkerd-cni",
+];
+
+/// kube-system, the release namespace, [`SYSTEM`], then `more`.
+fn excluded(release: &str, more: &[&str]) -> (String, String, Vec<String>) {
+    let mut all = vec!["kube-system", release];
+    all.extend(SYSTEM);
+    all.extend(more);
+    ns_name_not_in(&all)
+}
+
 fn label(operator: &str, values: &[&str]) -> (String, String, Vec<String>) {
     (
         "forcebacklog/inject".to_owned(),
@@ -97,21 +116,26 @@ fn mutating_webhook_has_two_disjoint_pod_entries() {
             "annotations cannot be selected"
         );
     }
+    // Only pods with a forcebacklog/* annotation reach /mutate; every pod of
+    // an opted-in namespace reaches /mutate/namespace.
+    assert_eq!(
+        annotated["matchConditions"],
+        json!([{"name": "forcebacklog-annotated",
+                "expression": "has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('forcebacklog/'))"}])
+    );
+    assert!(labelled["matchConditions"].is_null());
     // Disjoint: a namespace labelled `enabled` reaches only /mutate/namespace,
     // `disabled` reaches neither, kube-system and the release namespace neither.
     assert_eq!(
         namespace_expressions(annotated),
         vec![
-            ns_name_not_in(&["kube-system", "forcebacklog"]),
+            excluded("forcebacklog", &[]),
             label("NotIn", &["disabled", "enabled"]),
         ]
     );
     assert_eq!(
         namespace_expressions(labelled),
-        vec![
-            ns_name_not_in(&["kube-system", "forcebacklog"]),
-            label("In", &["enabled"]),
-        ]
+        vec![excluded("forcebacklog", &[]), label("In", &["enabled"]),]
     );
 }
 
@@ -157,10 +181,7 @@ fn validating_webhook_covers_workloads_and_pods() {
     );
     assert_eq!(
         namespace_expressions(e),
-        vec![
-            ns_name_not_in(&["kube-system", "forcebacklog"]),
-            label("NotIn", &["disabled"]),
-        ]
+        vec![excluded("forcebacklog", &[]), label("NotIn", &["disabled"]),]
     );
 }
 
@@ -226,6 +247,8 @@ fn deployment_is_hardened_and_passes_the_values_to_serve() {
             "--default-backlog=4096",
             "--init-cpu=10m",
             "--init-memory=16Mi",
+            "--exclude-container=istio-proxy",
+            "--exclude-container=linkerd-proxy",
             "--log-format=json",
             "--log-level=info",
         ]
@@ -300,7 +323,7 @@ fn values_reach_the_rendered_objects() {
         assert_eq!(e["clientConfig"]["service"]["name"], "fb-forcebacklog");
         assert_eq!(
             namespace_expressions(e)[0],
-            ns_name_not_in(&["kube-system", "webhooks", "monitoring"])
+            excluded("webhooks", &["monitoring"])
         );
     }
     let validating = r.get("ValidatingWebhookConfiguration/fb-forcebacklog");
@@ -793,4 +816,174 @@ fn kind_cluster_config_has_workers_for_two_replicas() {
         workers >= 2,
         "two workers let the two webhook replicas spread"
     );
+}
+
+#[test]
+fn match_conditions_on_validate_and_off_for_old_clusters() {
+    if !support::engine_available() {
+        return;
+    }
+    let r = support::render(&json!({}));
+    let validate = entry(
+        r.get("ValidatingWebhookConfiguration/forcebacklog"),
+        "workloads.forcebacklog.github.io",
+    );
+    let conditions = validate["matchConditions"]
+        .as_array()
+        .expect("matchConditions");
+    let names: Vec<&str> = conditions
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["not-controller-created", "forcebacklog-annotated"]);
+    let annotated = conditions[1]["expression"].as_str().expect("expression");
+    // Pods, pod templates and CronJobs' job templates, every step guarded.
+    for path in [
+        "object.metadata.annotations",
+        "object.spec.template.metadata.annotations",
+        "object.spec.jobTemplate.spec.template.metadata.annotations",
+    ] {
+        assert!(
+            annotated.contains(&format!(
+                "has({path}) && {path}.exists(k, k.startsWith('forcebacklog/'))"
+            )),
+            "{path}: {annotated}"
+        );
+    }
+    let r = support::render(&json!({"webhook": {"matchConditions": false}}));
+    let mutating = r.get("MutatingWebhookConfiguration/forcebacklog");
+    let validating = r.get("ValidatingWebhookConfiguration/forcebacklog");
+    for e in mutating["webhooks"]
+        .as_array()
+        .into_iter()
+        .chain(validating["webhooks"].as_array())
+        .flatten()
+    {
+        assert!(e["matchConditions"].is_null(), "{}", e["name"]);
+    }
+}
+
+#[test]
+fn failure_policy_per_webhook() {
+    if !support::engine_available() {
+        return;
+    }
+    let policies = |values: Value| {
+        let r = support::render(&values);
+        let mutating = r.get("MutatingWebhookConfiguration/forcebacklog");
+        let validating = r.get("ValidatingWebhookConfiguration/forcebacklog");
+        [
+            entry(mutating, "pods.forcebacklog.github.io")["failurePolicy"].clone(),
+            entry(mutating, "namespace-pods.forcebacklog.github.io")["failurePolicy"].clone(),
+            entry(validating, "workloads.forcebacklog.github.io")["failurePolicy"].clone(),
+        ]
+    };
+    assert_eq!(policies(json!({})), ["Ignore", "Ignore", "Ignore"]);
+    assert_eq!(
+        policies(json!({"webhook": {"mutate": {"failurePolicy": "Fail"}}})),
+        ["Fail", "Ignore", "Ignore"]
+    );
+    assert_eq!(
+        policies(json!({"webhook": {"namespace": {"failurePolicy": "Fail"}}})),
+        ["Ignore", "Fail", "Ignore"]
+    );
+    assert_eq!(
+        policies(json!({"webhook": {"validation": {"failurePolicy": "Fail"}}})),
+        ["Ignore", "Ignore", "Fail"]
+    );
+    // webhook.failurePolicy is the default of both mutating webhooks.
+    assert_eq!(
+        policies(json!({"webhook": {"failurePolicy": "Fail",
+                                    "namespace": {"failurePolicy": "Ignore"}}})),
+        ["Fail", "Ignore", "Ignore"]
+    );
+}
+
+#[test]
+fn namespace_and_object_selectors_are_added_to_every_webhook() {
+    if !support::engine_available() {
+        return;
+    }
+    let team = json!({"key": "team", "operator": "In", "values": ["web"]});
+    let skip =
+        json!({"matchExpressions": [{"key": "forcebacklog.io/skip", "operator": "DoesNotExist"}]});
+    let r = support::render(&json!({"webhook": {
+        "namespaceSelector": {"matchLabels": {"env": "prod"}, "matchExpressions": [team]},
+        "objectSelector": skip,
+        "systemNamespaces": [],
+        "excludeNamespaces": ["monitoring"]}}));
+    let mutating = r.get("MutatingWebhookConfiguration/forcebacklog");
+    let validating = r.get("ValidatingWebhookConfiguration/forcebacklog");
+    let entries: Vec<&Value> = mutating["webhooks"]
+        .as_array()
+        .into_iter()
+        .chain(validating["webhooks"].as_array())
+        .flatten()
+        .collect();
+    assert_eq!(entries.len(), 3);
+    for e in entries {
+        let selector = &e["namespaceSelector"];
+        assert_eq!(
+            selector["matchLabels"],
+            json!({"env": "prod"}),
+            "{}",
+            e["name"]
+        );
+        let expressions = selector["matchExpressions"]
+            .as_array()
+            .expect("expressions");
+        assert_eq!(expressions.len(), 3);
+        assert_eq!(
+            namespace_expressions(e)[0],
+            ns_name_not_in(&["kube-system", "forcebacklog", "monitoring"]),
+            "systemNamespaces: [] watches cert-manager and the CNIs"
+        );
+        assert_eq!(expressions[1]["key"], "forcebacklog/inject");
+        assert_eq!(expressions[2], team);
+        assert_eq!(e["objectSelector"], skip);
+    }
+}
+
+#[test]
+fn injection_values_become_serve_flags_the_binary_accepts() {
+    if !support::engine_available() {
+        return;
+    }
+    let flags = |values: Value| -> Vec<String> {
+        let r = support::render(&values);
+        args(&container(&r, "Deployment/forcebacklog"))
+    };
+    let a = flags(
+        json!({"initContainer": {"imagePullSecrets": ["regcred", "mirror"],
+                                           "resources": {"cpu": "1", "memory": "1Ti"}},
+                         "injection": {"excludeContainers": ["envoy"]}}),
+    );
+    for flag in [
+        "--image-pull-secret=regcred",
+        "--image-pull-secret=mirror",
+        "--exclude-container=envoy",
+        "--init-memory=1Ti",
+    ] {
+        assert!(a.iter().any(|x| x == flag), "{flag} missing from {a:?}");
+    }
+    assert!(!a.iter().any(|x| x.contains("istio-proxy")), "{a:?}");
+    // An empty list excludes nothing (the binary's default would exclude the proxies).
+    let none = flags(json!({"injection": {"excludeContainers": []}}));
+    assert!(none.iter().any(|x| x == "--exclude-container="), "{none:?}");
+    // The binary parses every rendered flag: it gets as far as reading the
+    // (missing) certificate, exit 1, never a usage error (exit 2).
+    for rendered in [a, none, flags(json!({}))] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_forcebacklog"))
+            .args(
+                rendered
+                    .iter()
+                    .map(|flag| flag.replace("/etc/forcebacklog/tls/", "/nonexistent/")),
+            )
+            .env("FORCEBACKLOG_ADDR", "127.0.0.1:0")
+            .output()
+            .expect("the forcebacklog binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{rendered:?}: {stderr}");
+        assert!(stderr.contains("/nonexistent/"), "{rendered:?}: {stderr}");
+    }
 }

@@ -8,6 +8,8 @@ target/helm-sdk (or $FORCEBACKLOG_HELM_SDK_DIR).
     chart.py lint   CHART [VALUES_JSON]   strict lint; exit 1 on any finding
     chart.py render CHART [VALUES_JSON]   print {template: manifest} as JSON
     chart.py schema CHART [VALUES_JSON]   validate values only; exit 1 if invalid
+    chart.py schema-many CHART LIST_JSON  validate each values object of the list;
+                                          print a JSON list of null (valid) or the error
     chart.py render-cluster CHART VALUES_JSON OBJECTS_JSON
         render as an upgrade (an install when OBJECTS_JSON is []) where
         `lookup` reads the core/v1 objects OBJECTS_JSON from a minimal API
@@ -33,7 +35,13 @@ KUBE_VERSION = "v1.23.0"
 
 
 def main(argv):
-    commands = {"lint": (3, 4), "render": (3, 4), "schema": (3, 4), "render-cluster": (5,)}
+    commands = {
+        "lint": (3, 4),
+        "render": (3, 4),
+        "schema": (3, 4),
+        "schema-many": (4,),
+        "render-cluster": (5,),
+    }
     if len(argv) < 2 or len(argv) not in commands.get(argv[1], ()):
         print(__doc__, file=sys.stderr)
         return 2
@@ -47,6 +55,17 @@ def main(argv):
         )
         return 2
     command, chart = argv[1], argv[2]
+    if command == "schema-many":
+        loaded = helm_python.Chart.load(chart)
+        verdicts = []
+        for values in json.loads(argv[3]):
+            try:
+                loaded.validate_schema(values)
+                verdicts.append(None)
+            except (helm_python.HelmError, ValueError) as err:
+                verdicts.append(str(err))
+        json.dump(verdicts, sys.stdout)
+        return 0
     values = json.loads(argv[3]) if len(argv) >= 4 else {}
     name = values.pop("__name", "forcebacklog")
     namespace = values.pop("__namespace", "forcebacklog")

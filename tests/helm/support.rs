@@ -116,6 +116,19 @@ pub fn schema(values: &Value) -> Result<(), String> {
     }
 }
 
+/// `chart.py schema-many`: for each values object, `None` when the schema
+/// accepts it, else the message (one engine start for the whole list).
+pub fn schema_many(values: &[Value]) -> Vec<Option<String>> {
+    let list = Value::Array(values.to_vec()).to_string();
+    let out = chart_py(&["schema-many", &chart_dir().to_string_lossy(), &list]);
+    assert!(
+        out.status.success(),
+        "chart.py schema-many: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON list of verdicts")
+}
+
 /// The objects of a rendered chart, keyed by `Kind/name`.
 #[derive(Debug, Clone)]
 pub struct Rendered {

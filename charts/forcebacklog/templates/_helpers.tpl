@@ -95,7 +95,93 @@ upgrades. (`helm template` cannot look up, and renders a fresh one.)
 
 {{/* Namespaces the webhook never touches. */}}
 {{- define "forcebacklog.excludedNamespaces" -}}
-{{- concat (list "kube-system" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq | toJson }}
+{{- concat (list "kube-system" .Release.Namespace) .Values.webhook.systemNamespaces .Values.webhook.excludeNamespaces | uniq | toJson }}
+{{- end }}
+
+{{/*
+namespaceSelector of one webhook entry: the excluded namespaces, the
+entry's own forcebacklog/inject label expression, and the user's additions
+(webhook.namespaceSelector), all ANDed. Arguments: (list $root $operator $values).
+*/}}
+{{- define "forcebacklog.namespaceSelector" -}}
+{{- $root := index . 0 }}
+{{- $extra := default dict $root.Values.webhook.namespaceSelector -}}
+namespaceSelector:
+  {{- with $extra.matchLabels }}
+  matchLabels:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values: {{ include "forcebacklog.excludedNamespaces" $root }}
+    - key: forcebacklog/inject
+      operator: {{ index . 1 }}
+      values: {{ index . 2 | toJson }}
+    {{- with $extra.matchExpressions }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- with $root.Values.webhook.objectSelector }}
+objectSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+matchConditions of /mutate: only pods that carry a forcebacklog/* annotation
+(Kubernetes >= 1.30; webhook.matchConditions=false turns them off).
+*/}}
+{{- define "forcebacklog.mutateMatchConditions" -}}
+{{- if .Values.webhook.matchConditions -}}
+matchConditions:
+  - name: forcebacklog-annotated
+    expression: >-
+      has(object.metadata.annotations) &&
+      object.metadata.annotations.exists(k, k.startsWith('forcebacklog/'))
+{{- end }}
+{{- end }}
+
+{{/*
+matchConditions of /validate: objects written by people (no ownerReferences;
+the webhook allows the rest anyway) whose pod template, or the Pod itself,
+carries a forcebacklog/* annotation. Each step is guarded with has(), so a
+kind without that path evaluates to false, never to an error.
+*/}}
+{{- define "forcebacklog.validateMatchConditions" -}}
+{{- if .Values.webhook.matchConditions -}}
+{{- $annotated := "exists(k, k.startsWith('forcebacklog/'))" -}}
+matchConditions:
+  - name: not-controller-created
+    expression: >-
+      !has(object.metadata.ownerReferences) ||
+      size(object.metadata.ownerReferences) == 0
+  - name: forcebacklog-annotated
+    expression: >-
+      (has(object.metadata.annotations) &&
+      object.metadata.annotations.{{ $annotated }}) ||
+      (has(object.spec) && has(object.spec.template) &&
+      has(object.spec.template.metadata) &&
+      has(object.spec.template.metadata.annotations) &&
+      object.spec.template.metadata.annotations.{{ $annotated }}) ||
+      (has(object.spec) && has(object.spec.jobTemplate) &&
+      has(object.spec.jobTemplate.spec) &&
+      has(object.spec.jobTemplate.spec.template) &&
+      has(object.spec.jobTemplate.spec.template.metadata) &&
+      has(object.spec.jobTemplate.spec.template.metadata.annotations) &&
+      object.spec.jobTemplate.spec.template.metadata.annotations.{{ $annotated }})
+{{- end }}
+{{- end }}
+
+{{/* Serve flags for what is injected where (lists). */}}
+{{- define "forcebacklog.injectionArgs" -}}
+{{- range .Values.initContainer.imagePullSecrets }}
+- --image-pull-secret={{ . }}
+{{- end }}
+{{- range .Values.injection.excludeContainers }}
+- --exclude-container={{ . }}
+{{- else }}
+- --exclude-container=
+{{- end }}
 {{- end }}
 
 {{/*
