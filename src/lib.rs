@@ -15,6 +15,13 @@
 //! - [`annotations`]: the annotation contract → typed [`annotations::Settings`],
 //!   with errors that name the key, the value and the allowed range.
 //! - [`plan`]: pod JSON + settings → what to inject where, or a skip reason.
+//!   Each rule is a named function, in the order `plan::work` applies them:
+//!   `skip_mirror_pod`, `skip_windows`, `select` (with the excluded mesh
+//!   proxies), `skip_ld_preload_value_from`, `skip_mount_at_or_below_ours`,
+//!   `skip_read_only_parent`, `volume_to_add`, `init_container_to_add` (the
+//!   name collision, and telling ours from a foreign one), `init_resources`
+//!   (the QoS class), `pull_secrets_to_add`, `container_work` with
+//!   `env_edit`, `keep_user_value` and `merge_ld_preload`.
 //! - [`patch`]: a plan → RFC 6902 operations against the raw pod JSON.
 //! - [`review`]: AdmissionReview bytes in → AdmissionReview bytes out
 //!   (uid echoed, base64 patch, warnings), for `/mutate` and `/validate`.

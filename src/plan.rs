@@ -1,8 +1,10 @@
 //! Pod JSON + opt-in → what to inject where, or a skip reason.
 //!
-//! Every injection rule lives here: which containers are selected, how an
-//! existing `LD_PRELOAD` or `BACKLOG` is treated, which pods are skipped and
-//! why, what counts as already injected. [`crate::patch`] only renders the
+//! Every injection rule lives here, each in a function named after it
+//! (`skip_mirror_pod`, `skip_windows`, `select`, `skip_read_only_parent`,
+//! `init_container_to_add`, `init_resources`, `keep_user_value`, …): which
+//! containers are selected, how an existing `LD_PRELOAD` or `BACKLOG` is
+//! treated, which pods are skipped and why, what counts as already injected. [`crate::patch`] only renders the
 //! resulting [`Plan`] as JSON Patch operations.
 //!
 //! The input is a [`PodView`]: the few fields of a Pod (or of a pod
