@@ -338,6 +338,6 @@ case "${1:-}" in
       start) start_webhook ;;
       *) die "usage: $0 webhook stop|start" ;;
     esac ;;
-  exec) shift; in_netns "$@" ;;
+  exec) shift; exec nsenter --net="/proc/$(sandbox_pid)/ns/net" "$@" ;;
   *) die "usage: $0 up | down | webhook stop|start | exec CMD ARGS..." ;;
 esac

@@ -1,0 +1,772 @@
+//! End to end against a real Kubernetes control plane: etcd, kube-apiserver
+//! and kube-controller-manager built from their Go modules and started by
+//! tests/e2e/cluster.sh, forcebacklog installed with the real `helm
+//! install`, and the API server calling the webhook through the chart's own
+//! webhook configurations. The API server applies the patch, validates the
+//! Pod, runs Pod Security admission on it and stores it; this test reads
+//! what it stored. The last mile (a kubelet running the stored pod) is the
+//! Docker emulation of tests/e2e/kubelet.rs, with `ss` in the pod's network
+//! namespace.
+//!
+//! Needs root, Go (first build only; binaries are cached outside the
+//! repository), docker.io (daemon running), socat, openssl, curl,
+//! util-linux, iproute2, gcc, musl-tools, python3. A missing tool fails
+//! the test with what to install, unless FORCEBACKLOG_ALLOW_SKIP=1.
+//!
+//! The cluster is left running (`tests/e2e/cluster.sh down` stops it), so
+//! a second run reuses it; every run works in namespaces of its own.
+
+#[path = "e2e/images.rs"]
+mod images;
+#[path = "e2e/kubelet.rs"]
+mod kubelet;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Config};
+use kubelet::Cleanup;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The chart's `defaultBacklog`.
+const CHART_DEFAULT_BACKLOG: &str = "4096";
+/// The release as README.md installs it.
+const RELEASE: &str = "forcebacklog";
+const RELEASE_NAMESPACE: &str = "forcebacklog";
+const GLIBC_PORT: u16 = 8080;
+const MUSL_PORT: u16 = 8081;
+const LATE_PORT: u16 = 8082;
+/// How long the API server may take for anything a test waits on.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// What `tests/e2e/cluster.sh up` gave.
+struct Cluster {
+    kubeconfig: PathBuf,
+    /// kubectl, helm, ... (tests/e2e/cluster/build.sh's cache directory).
+    bin: PathBuf,
+}
+
+impl Cluster {
+    /// Runs a command of the cluster's bin directory with its kubeconfig.
+    fn tool(&self, tool: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let mut cmd = Command::new(self.bin.join(tool));
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| format!("running {tool}: {e}"))?;
+        if let Some(text) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(text.as_bytes())
+                .map_err(|e| format!("writing to {tool}: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("running {tool}: {e}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        self.tool("kubectl", args, stdin)
+    }
+}
+
+fn script(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("bash")
+        .arg(Path::new(ROOT).join("tests/e2e/cluster.sh"))
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running tests/e2e/cluster.sh: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        // The script's own one-line reason is its last line.
+        let tail: Vec<&str> = stderr.lines().rev().take(25).collect();
+        Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+    }
+}
+
+/// Starts (or reuses) the cluster. `None` to skip, which only
+/// FORCEBACKLOG_ALLOW_SKIP=1 allows.
+fn cluster() -> Option<Cluster> {
+    let started = Instant::now();
+    match script(&["up"]) {
+        Ok(out) => {
+            let kubeconfig = out
+                .lines()
+                .last()
+                .and_then(|l| l.strip_prefix("KUBECONFIG="))
+                .unwrap_or_else(|| panic!("cluster.sh up printed no KUBECONFIG=: {out}"));
+            let kubeconfig = PathBuf::from(kubeconfig);
+            let bin = std::fs::read_to_string(kubeconfig.with_file_name("bin"))
+                .expect("cluster.sh records its bin directory");
+            eprintln!("cluster up in {:.1?}", started.elapsed());
+            Some(Cluster {
+                kubeconfig,
+                bin: PathBuf::from(bin.trim()),
+            })
+        }
+        Err(why) => {
+            let why = format!("the real-API-server e2e could not start its cluster:\n{why}");
+            if std::env::var("FORCEBACKLOG_ALLOW_SKIP").as_deref() == Ok("1") {
+                eprintln!("SKIPPED (FORCEBACKLOG_ALLOW_SKIP=1): {why}");
+                None
+            } else {
+                panic!("{why}\n(set FORCEBACKLOG_ALLOW_SKIP=1 to skip)");
+            }
+        }
+    }
+}
+
+async fn client(cluster: &Cluster) -> Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("client config");
+    Client::try_from(config).expect("client")
+}
+
+/// Names unique to this run.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{:x}",
+        (std::process::id() as u64) << 20 ^ u64::from(nanos >> 10)
+    )
+}
+
+async fn create_namespace(client: &Client, name: &str, labels: Value) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels}
+    }))
+    .expect("namespace");
+    api.create(&PostParams::default(), &ns)
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+}
+
+/// Creates a Pod through the API server and returns the Pod it stored.
+async fn create_pod(client: &Client, ns: &str, pod: Value) -> Result<Pod, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod: Pod = serde_json::from_value(pod).expect("pod");
+    api.create(&PostParams::default(), &pod).await
+}
+
+/// Waits (on a watch) for `count` pods matching `selector` in `ns`.
+async fn wait_for_pods(client: &Client, ns: &str, selector: &str, count: usize) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let config = watcher::Config::default().labels(selector);
+    let mut seen: Vec<Pod> = Vec::new();
+    let mut stream = watcher(api, config).applied_objects().boxed();
+    let found = tokio::time::timeout(WAIT, async {
+        while let Some(pod) = stream.try_next().await.expect("watch pods") {
+            if !seen.iter().any(|p| p.metadata.uid == pod.metadata.uid) {
+                seen.push(pod);
+            }
+            if seen.len() >= count {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        found.is_ok(),
+        "{count} pods {selector} in {ns} did not appear within {WAIT:?} (saw {})",
+        seen.len()
+    );
+    seen
+}
+
+fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+fn env_of(pod: &Pod, container: &str, name: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let c = spec.containers.iter().find(|c| c.name == container)?;
+    c.env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone())
+}
+
+/// The injection as the API server stored it: status, one init container
+/// first, the volume, and env + read-only mount in `containers`.
+fn assert_injected(pod: &Pod, backlog: &str, containers: &[&str]) {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    assert_eq!(
+        annotation(pod, "forcebacklog/status"),
+        Some("injected"),
+        "{name}: {:?}",
+        pod.metadata.annotations
+    );
+    let spec = pod.spec.as_ref().expect("spec");
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    assert_eq!(
+        inits
+            .iter()
+            .filter(|c| c.name == "forcebacklog-install")
+            .count(),
+        1,
+        "{name}: exactly one init container of ours"
+    );
+    assert_eq!(inits[0].name, "forcebacklog-install", "{name}: ours first");
+    assert!(
+        spec.volumes
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|v| v.name == "forcebacklog-shim" && v.empty_dir.is_some()),
+        "{name}: the emptyDir volume"
+    );
+    for c in containers {
+        assert_eq!(
+            env_of(pod, c, "BACKLOG").as_deref(),
+            Some(backlog),
+            "{name}/{c}: BACKLOG"
+        );
+        assert_eq!(
+            env_of(pod, c, "LD_PRELOAD").as_deref(),
+            Some("/opt/forcebacklog/libforcebacklog.so"),
+            "{name}/{c}: LD_PRELOAD"
+        );
+        let container = spec.containers.iter().find(|x| x.name == *c).expect("c");
+        assert!(
+            container
+                .volume_mounts
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|m| m.name == "forcebacklog-shim"
+                    && m.mount_path == "/opt/forcebacklog"
+                    && m.read_only == Some(true)),
+            "{name}/{c}: the read-only mount"
+        );
+    }
+}
+
+fn assert_untouched(pod: &Pod) {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let spec = pod.spec.as_ref().expect("spec");
+    assert!(
+        spec.init_containers
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .all(|c| c.name != "forcebacklog-install"),
+        "{name}: no init container of ours"
+    );
+    assert!(
+        spec.containers
+            .iter()
+            .all(|c| env_of(pod, &c.name, "LD_PRELOAD").is_none()),
+        "{name}: no LD_PRELOAD"
+    );
+}
+
+/// A restricted-compliant pod of the two app images (tests/e2e/images.rs).
+fn app_pod(name: &str, annotations: Value, glibc: &str, musl: &str) -> Value {
+    let hardened = json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                          "capabilities": {"drop": ["ALL"]}});
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}, "annotations": annotations},
+        "spec": {
+            "automountServiceAccountToken": false,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {"name": "glibc", "image": glibc, "imagePullPolicy": "Never",
+                 "args": [GLIBC_PORT.to_string()], "securityContext": hardened},
+                {"name": "musl", "image": musl, "imagePullPolicy": "Never",
+                 "args": [MUSL_PORT.to_string()], "securityContext": hardened}
+            ]
+        }
+    })
+}
+
+fn simple_pod(name: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}, "annotations": annotations},
+        "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]}
+    })
+}
+
+fn deployment_yaml(name: &str, ns: &str, value: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+      annotations:
+        forcebacklog/value: \"{value}\"
+    spec:
+      containers:
+        - name: web
+          image: registry.invalid/web:1
+"
+    )
+}
+
+/// The chart's generated certificate survives `helm upgrade`.
+async fn helm_upgrade_keeps_the_certificate(cluster: &Cluster, client: &Client) {
+    let webhooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    let ca_bundle = |c: &MutatingWebhookConfiguration| {
+        c.webhooks.as_ref().expect("webhooks")[0]
+            .client_config
+            .ca_bundle
+            .clone()
+            .expect("caBundle")
+    };
+    let before = webhooks.get(RELEASE).await.expect("webhook configuration");
+    let secret_before = secrets.get(RELEASE).await.ok();
+    let out = cluster
+        .tool(
+            "helm",
+            &[
+                "upgrade",
+                RELEASE,
+                &format!("{ROOT}/charts/forcebacklog"),
+                "--namespace",
+                RELEASE_NAMESPACE,
+            ],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("helm upgrade failed: {e}"));
+    assert!(out.contains("has been upgraded"), "helm upgrade: {out}");
+    let after = webhooks.get(RELEASE).await.expect("webhook configuration");
+    assert_eq!(
+        ca_bundle(&before).0,
+        ca_bundle(&after).0,
+        "helm upgrade changed the caBundle"
+    );
+    let tls_secrets = secrets.list(&ListParams::default()).await.expect("secrets");
+    let tls = tls_secrets
+        .items
+        .iter()
+        .find(|s| s.type_.as_deref() == Some("kubernetes.io/tls"))
+        .expect("the chart's TLS Secret");
+    if let Some(before) = secret_before {
+        assert_eq!(before.data, tls.data, "helm upgrade changed the TLS Secret");
+    }
+    // Every webhook of the chart carries the same bundle.
+    for w in after.webhooks.as_deref().unwrap_or_default() {
+        assert_eq!(
+            w.client_config.ca_bundle,
+            after.webhooks.as_ref().expect("w")[0]
+                .client_config
+                .ca_bundle
+        );
+        let service = w
+            .client_config
+            .service
+            .as_ref()
+            .expect("a service reference");
+        assert_eq!(
+            (service.namespace.as_str(), service.name.as_str()),
+            (RELEASE_NAMESPACE, RELEASE)
+        );
+    }
+}
+
+/// kubectl apply of an annotated Deployment → ReplicaSet (controller-manager)
+/// → a stored Pod with the injection.
+async fn deployment_pods_are_injected(cluster: &Cluster, client: &Client, ns: &str) {
+    cluster
+        .kubectl(
+            &["apply", "-f", "-"],
+            Some(&deployment_yaml("web", ns, "1024")),
+        )
+        .unwrap_or_else(|e| panic!("kubectl apply: {e}"));
+    let pods = wait_for_pods(client, ns, "app=web", 1).await;
+    assert_injected(&pods[0], "1024", &["web"]);
+    assert!(
+        pods[0]
+            .metadata
+            .owner_references
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.kind == "ReplicaSet"),
+        "the pod was made by the Deployment's ReplicaSet"
+    );
+}
+
+/// An invalid value is rejected at kubectl apply; a scale-up of an existing
+/// Deployment (with that invalid value, created while the webhook was
+/// away) is never blocked, and its pods are admitted with a reason.
+async fn invalid_values_rejected_scale_never_blocked(cluster: &Cluster, client: &Client, ns: &str) {
+    let err = cluster
+        .kubectl(
+            &["apply", "-f", "-"],
+            Some(&deployment_yaml("bad", ns, "abc")),
+        )
+        .expect_err("kubectl apply of forcebacklog/value: abc must fail");
+    assert!(
+        err.contains("denied the request")
+            && err.contains("forcebacklog/value")
+            && err.contains("\"abc\"")
+            && err.contains("1..=65535"),
+        "kubectl's error names the key, the value and the range: {err}"
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    assert!(deployments.get_opt("bad").await.expect("get").is_none());
+
+    // The same Deployment, created while the webhook is stopped
+    // (failurePolicy: Ignore), then scaled up once it is back.
+    script(&["webhook", "stop"]).expect("webhook stop");
+    let created = cluster.kubectl(
+        &["apply", "-f", "-"],
+        Some(&deployment_yaml("legacy", ns, "abc")),
+    );
+    script(&["webhook", "start"]).expect("webhook start");
+    created.unwrap_or_else(|e| panic!("with the webhook stopped, apply must pass: {e}"));
+    wait_for_pods(client, ns, "app=legacy", 1).await;
+    cluster
+        .kubectl(
+            &["-n", ns, "scale", "deployment/legacy", "--replicas=2"],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("scale-up blocked: {e}"));
+    let pods = wait_for_pods(client, ns, "app=legacy", 2).await;
+    let skipped: Vec<_> = pods
+        .iter()
+        .filter_map(|p| annotation(p, "forcebacklog/status"))
+        .collect();
+    assert!(
+        skipped
+            .iter()
+            .any(|s| s.starts_with("skipped: forcebacklog/value")),
+        "the new pod is admitted, skipped with the reason: {skipped:?}"
+    );
+    for p in &pods {
+        assert_untouched(p);
+    }
+}
+
+/// Namespace opt-in, pod opt-out, and the namespaces never touched.
+async fn namespace_label_and_exclusions(client: &Client, ns_enabled: &str) {
+    let pod = create_pod(client, ns_enabled, simple_pod("plain", json!({})))
+        .await
+        .expect("create");
+    assert_injected(&pod, CHART_DEFAULT_BACKLOG, &["web"]);
+    let pod = create_pod(
+        client,
+        ns_enabled,
+        simple_pod("optout", json!({"forcebacklog/inject": "false"})),
+    )
+    .await
+    .expect("create");
+    assert_untouched(&pod);
+    let pod = create_pod(
+        client,
+        ns_enabled,
+        simple_pod("own", json!({"forcebacklog/value": "300"})),
+    )
+    .await
+    .expect("create");
+    assert_injected(&pod, "300", &["web"]);
+
+    for ns in ["kube-system", RELEASE_NAMESPACE] {
+        let name = format!("e2e-{}", run_id());
+        let pod = create_pod(
+            client,
+            ns,
+            simple_pod(&name, json!({"forcebacklog/value": "1024"})),
+        )
+        .await
+        .expect("create");
+        assert_untouched(&pod);
+        assert_eq!(
+            annotation(&pod, "forcebacklog/status"),
+            None,
+            "{ns}: never called"
+        );
+        let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+        let _ = api.delete(&name, &DeleteParams::default()).await;
+    }
+}
+
+/// Pod Security "restricted" judges the mutated pod, and admits it.
+async fn restricted_namespace_admits_the_mutated_pod(
+    client: &Client,
+    ns: &str,
+    glibc: &str,
+    musl: &str,
+) -> Pod {
+    let pod = create_pod(
+        client,
+        ns,
+        app_pod("app", json!({"forcebacklog/value": "1024"}), glibc, musl),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("Pod Security restricted rejected the mutated pod: {e}"));
+    assert_injected(&pod, "1024", &["glibc", "musl"]);
+    // Pod Security is enforced here: a root pod is refused.
+    let err = create_pod(client, ns, simple_pod("root", json!({})))
+        .await
+        .expect_err("a non-compliant pod is rejected in a restricted namespace");
+    assert!(err.to_string().contains("PodSecurity"), "{err}");
+    pod
+}
+
+/// failurePolicy: Ignore while the webhook is down; injection once it is back.
+async fn webhook_down_then_back(client: &Client, ns: &str) {
+    script(&["webhook", "stop"]).expect("webhook stop");
+    let missed = create_pod(
+        client,
+        ns,
+        simple_pod("missed", json!({"forcebacklog/value": "512"})),
+    )
+    .await;
+    script(&["webhook", "start"]).expect("webhook start");
+    let missed = missed.expect("failurePolicy Ignore admits the pod while the webhook is down");
+    assert_untouched(&missed);
+    assert_eq!(annotation(&missed, "forcebacklog/status"), None);
+    let pod = create_pod(
+        client,
+        ns,
+        simple_pod("back", json!({"forcebacklog/value": "512"})),
+    )
+    .await
+    .expect("create");
+    assert_injected(&pod, "512", &["web"]);
+}
+
+/// A second mutating webhook adds a container after ours; the API server
+/// re-invokes ours, which injects the late container; ours stays once.
+async fn reinvocation_injects_a_late_container(client: &Client, ns: &str, musl: &str) -> Pod {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("cert params");
+    params.subject_alt_names = vec![rcgen::SanType::IpAddress([127, 0, 0, 1].into())];
+    let cert = params.self_signed(&key).expect("self-signed");
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_file, cert.pem()).expect("write cert");
+    std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+    let port = "9443";
+    let mut server = Command::new("bash")
+        .arg(Path::new(ROOT).join("tests/e2e/cluster.sh"))
+        .args(["exec", "python3"])
+        .arg(Path::new(ROOT).join("tests/e2e/cluster/late_sidecar_webhook.py"))
+        .args([port])
+        .arg(&cert_file)
+        .arg(&key_file)
+        .arg(musl)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the late-sidecar webhook");
+    let name = format!("zz-e2e-late-sidecar-{ns}");
+    let config: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "late-sidecar.e2e.forcebacklog.test",
+            "clientConfig": {
+                "url": format!("https://127.0.0.1:{port}/mutate"),
+                "caBundle": k8s_openapi::ByteString(cert.pem().into_bytes()),
+            },
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                       "resources": ["pods"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "objectSelector": {"matchLabels": {"e2e-late-sidecar": "yes"}},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "reinvocationPolicy": "Never",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5
+        }]
+    }))
+    .expect("webhook configuration");
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    configs
+        .create(&PostParams::default(), &config)
+        .await
+        .expect("create the second webhook");
+    let mut pod = None;
+    let deadline = Instant::now() + WAIT;
+    // The webhook configuration and the python server take a moment.
+    while pod.is_none() {
+        let mut spec = app_pod("late", json!({"forcebacklog/value": "1024"}), musl, musl);
+        spec["metadata"]["labels"]["e2e-late-sidecar"] = json!("yes");
+        match create_pod(client, ns, spec).await {
+            Ok(p)
+                if p.spec
+                    .as_ref()
+                    .is_some_and(|s| s.containers.iter().any(|c| c.name == "late")) =>
+            {
+                pod = Some(p)
+            }
+            Ok(p) => {
+                let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+                let _ = api.delete("late", &DeleteParams::default()).await;
+                assert!(
+                    Instant::now() < deadline,
+                    "the second webhook never ran: {p:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "creating the pod: {e}");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+    let _ = configs.delete(&name, &DeleteParams::default()).await;
+    let _ = server.kill();
+    let _ = server.wait();
+    let pod = pod.expect("pod");
+    assert_injected(&pod, "1024", &["glibc", "musl", "late"]);
+    pod
+}
+
+/// The last mile: a pod as the API server stored it, run by the Docker
+/// kubelet emulation; `ss` in its network namespace shows the backlog.
+fn run_stored_pod(
+    pod: &Pod,
+    ports: &[u16],
+    prefix: &str,
+    pause: &str,
+    work: &Path,
+    cleanup: &Cleanup,
+) -> Vec<(u16, u32)> {
+    let json = serde_json::to_value(pod).expect("pod json");
+    let running = kubelet::run_pod(&json, prefix, pause, &work.join("volumes"), cleanup)
+        .unwrap_or_else(|e| panic!("running the stored pod: {e}"));
+    kubelet::wait_for_listeners(&running, ports).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn real_api_server_end_to_end() {
+    let Some(cluster) = cluster() else { return };
+    let started = Instant::now();
+    let id = run_id();
+    let work = tempfile::tempdir().expect("tempdir");
+    let cleanup = Cleanup::default();
+    let prefix = format!("fbcluster-{id}");
+    let (glibc, musl, pause) = images::build_app_images(work.path(), &prefix, &cleanup);
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = client(&cluster).await;
+        let step = |what: &str| eprintln!("[{:>5.1?}] {what}", started.elapsed());
+        let ns = |s: &str| format!("e2e-{id}-{s}");
+        create_namespace(&client, &ns("apps"), json!({})).await;
+        create_namespace(
+            &client,
+            &ns("enabled"),
+            json!({"forcebacklog/inject": "enabled"}),
+        )
+        .await;
+        create_namespace(
+            &client,
+            &ns("restricted"),
+            json!({"pod-security.kubernetes.io/enforce": "restricted",
+                   "pod-security.kubernetes.io/enforce-version": "latest"}),
+        )
+        .await;
+
+        step("helm upgrade keeps the generated certificate");
+        helm_upgrade_keeps_the_certificate(&cluster, &client).await;
+        step("a Deployment's pods are injected");
+        deployment_pods_are_injected(&cluster, &client, &ns("apps")).await;
+        step("namespace label, opt-out, excluded namespaces");
+        namespace_label_and_exclusions(&client, &ns("enabled")).await;
+        step("Pod Security restricted admits the mutated pod");
+        let app =
+            restricted_namespace_admits_the_mutated_pod(&client, &ns("restricted"), &glibc, &musl)
+                .await;
+        step("invalid values rejected at apply; scale-up never blocked");
+        invalid_values_rejected_scale_never_blocked(&cluster, &client, &ns("apps")).await;
+        step("webhook down: Ignore; back: injected");
+        webhook_down_then_back(&client, &ns("apps")).await;
+        step("reinvocation injects a container added after ours");
+        let late = reinvocation_injects_a_late_container(&client, &ns("restricted"), &musl).await;
+
+        step("the last mile: stored pods run, ss shows the backlog");
+        let found = run_stored_pod(
+            &app,
+            &[GLIBC_PORT, MUSL_PORT],
+            &format!("{prefix}-app"),
+            &pause,
+            work.path(),
+            &cleanup,
+        );
+        assert_eq!(
+            found,
+            vec![(GLIBC_PORT, 1024), (MUSL_PORT, 1024)],
+            "glibc and musl apps"
+        );
+        let found = run_stored_pod(
+            &late,
+            &[GLIBC_PORT, MUSL_PORT, LATE_PORT],
+            &format!("{prefix}-late"),
+            &pause,
+            work.path(),
+            &cleanup,
+        );
+        assert_eq!(
+            found,
+            vec![(GLIBC_PORT, 1024), (MUSL_PORT, 1024), (LATE_PORT, 1024)],
+            "the late container too"
+        );
+
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        for s in ["apps", "enabled", "restricted"] {
+            let _ = namespaces.delete(&ns(s), &DeleteParams::default()).await;
+        }
+        step("done");
+    });
+}
