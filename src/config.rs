@@ -105,6 +105,9 @@ pub enum ConfigError {
     /// An empty image reference, or one with whitespace.
     #[error("an image reference must be non-empty and without whitespace")]
     Image,
+    /// Not a duration of the form `5s`, `500ms` or `1m`.
+    #[error("not a duration: expected a whole number and a unit (ms, s or m), e.g. 5s, 500ms, 1m")]
+    Duration,
 }
 
 /// Checks a resource quantity for the init container's requests and
@@ -263,6 +266,23 @@ pub fn parse_image(s: &str) -> Result<String, ConfigError> {
     Ok(s.to_owned())
 }
 
+/// Reads a `serve` duration flag: a whole number and a unit, `ms`, `s` or
+/// `m` (`0s`, `500ms`, `5s`, `1m`), at most one hour.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, ConfigError> {
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| ConfigError::Duration)?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        _ => None,
+    }
+    .filter(|&ms| ms <= 3_600_000)
+    .ok_or(ConfigError::Duration)?;
+    Ok(std::time::Duration::from_millis(millis))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,6 +409,22 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn durations_have_a_unit() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("60m"), Ok(Duration::from_secs(3600)));
+        for bad in [
+            "", "5", "s", "-1s", "1.5s", "5 s", " 5s", "5S", "5sec", "1h", "61m", "99999999999999999999s",
+        ] {
+            assert_eq!(parse_duration(bad), Err(ConfigError::Duration), "{bad:?}");
+        }
+        assert!(ConfigError::Duration.to_string().contains("500ms"));
     }
 
     #[test]

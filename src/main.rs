@@ -70,6 +70,17 @@ struct ServeArgs {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `forcebacklog=debug`.
     #[arg(long, env = "FORCEBACKLOG_LOG_LEVEL", default_value = "info")]
     log_level: String,
+    /// Webhook connections served at once; past it new ones are closed at
+    /// accept. Lowered to fit the open-files limit.
+    #[arg(long, env = "FORCEBACKLOG_MAX_CONNECTIONS",
+          default_value_t = forcebacklog::server::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// On SIGTERM: report not ready at once, keep serving this long
+    /// (e.g. 5s, 500ms), then drain in-flight requests and exit.
+    #[arg(long, env = "FORCEBACKLOG_SHUTDOWN_DELAY", default_value = "0s",
+          value_parser = forcebacklog::config::parse_duration)]
+    shutdown_delay: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -260,7 +271,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn Error>> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         inject: args.inject.into_config(),
-        tuning: forcebacklog::server::Tuning::default(),
+        tuning: forcebacklog::server::Tuning {
+            max_connections: usize::try_from(args.max_connections)?,
+            shutdown_delay: args.shutdown_delay,
+            ..forcebacklog::server::Tuning::default()
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

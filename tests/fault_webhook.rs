@@ -553,7 +553,7 @@ async fn json_nested_100000_deep_is_answered_without_recursion() {
 #[tokio::test]
 async fn connections_that_never_handshake_do_not_delay_a_real_client_and_are_closed() {
     let tuning = forcebacklog::server::Tuning {
-        handshake_timeout: Duration::from_millis(1500),
+        setup_timeout: Duration::from_millis(1500),
         ..quick()
     };
     let s = setup(tuning).await;

@@ -524,7 +524,7 @@ async fn a_body_that_stops_arriving_gets_408() {
 #[tokio::test]
 async fn a_connection_that_never_handshakes_is_closed() {
     let tuning = forcebacklog::server::Tuning {
-        handshake_timeout: Duration::from_millis(300),
+        setup_timeout: Duration::from_millis(300),
         ..quick()
     };
     let s = setup(tuning).await;

@@ -1,15 +1,27 @@
 //! Accepting webhook connections and serving one: TCP_NODELAY, the TLS
-//! handshake (bounded in time), then HTTP/2 or HTTP/1.1 as ALPN chose, on
-//! hyper-util's connection builder, under graceful-shutdown watch.
+//! handshake, then HTTP/2 or HTTP/1.1 as ALPN chose, on hyper-util's
+//! connection builder, under graceful-shutdown watch.
 //!
 //! TCP_NODELAY matters: the apiserver multiplexes many small webhook calls
 //! over one HTTP/2 connection, and with Nagle's algorithm on, a small
 //! response can wait for the peer's delayed ACK (tens of milliseconds).
 //!
 //! The protocol comes from ALPN, not from sniffing the first bytes: HTTP/2
-//! over TLS requires ALPN (RFC 9113 §3.2), and a pinned protocol means a
-//! client that completes the handshake and then says nothing is caught by
-//! HTTP/1's header-read timeout instead of waiting forever in detection.
+//! over TLS requires ALPN (RFC 9113 §3.2).
+//!
+//! One deadline covers the whole set-up, [`super::Tuning::setup_timeout`]
+//! from accept: the TLS handshake, then the first request (for HTTP/2 the
+//! client preface, SETTINGS and a request's HEADERS; for HTTP/1.1 the
+//! request head). A client that stops anywhere before its first request is
+//! closed at the deadline. HTTP/2's keep-alive PING only starts once the
+//! preface has arrived, so without this a client that negotiated `h2` and
+//! then said nothing would hold its connection for ever. After the first
+//! request, HTTP/1.1's header timeout and HTTP/2's keep-alive take over.
+//!
+//! Failures are per connection and up to the client, so they are logged at
+//! debug level and counted in `forcebacklog_connection_failures_total` by
+//! reason; [`super::summary`] turns the counts into at most one warning per
+//! interval.
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,11 +31,14 @@ use hyper_util::service::TowerToHyperService;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::Tuning;
+use super::metrics::{ConnFailure, Metrics};
 
 /// Accepts one connection and turns Nagle's algorithm off on it.
 ///
@@ -77,44 +92,119 @@ impl Http {
     }
 }
 
-/// Serves one accepted connection to the end; errors are logged, not
-/// returned (one bad client never affects the others).
+/// What every webhook connection needs.
+pub struct Context {
+    /// The TLS acceptor (certificates from the reloading resolver).
+    pub acceptor: TlsAcceptor,
+    /// The HTTP protocol settings.
+    pub http: Http,
+    /// The webhook routes.
+    pub router: Router,
+    /// Where failures are counted.
+    pub metrics: Arc<Metrics>,
+    /// From accept to the first request's head.
+    pub setup_timeout: Duration,
+}
+
+/// Serves one accepted connection to the end. Nothing is returned: one bad
+/// client never affects the others; failures are counted and logged at
+/// debug level.
+///
+/// `draining` turns true when the server stops accepting: a connection
+/// still in its TLS handshake is then closed at once (after the handshake,
+/// `watcher` does the same for one that has not sent a request yet).
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
-    http: Arc<Http>,
-    router: Router,
+    cx: Arc<Context>,
     watcher: Watcher,
-    handshake_timeout: Duration,
+    mut draining: watch::Receiver<bool>,
 ) {
-    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
-            // A TCP probe that connects and closes: not worth a warning.
-            tracing::debug!(%peer, "connection closed before the TLS handshake");
-            return;
-        }
-        Ok(Err(err)) => {
-            tracing::warn!(%peer, error = %super::error_chain(&err), "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::warn!(
-                %peer,
-                "TLS handshake not finished within {} ms",
-                handshake_timeout.as_millis()
-            );
-            return;
+    let deadline = tokio::time::Instant::now() + cx.setup_timeout;
+    let fail = |reason: ConnFailure| cx.metrics.connection_failed(reason);
+    let handshake = tokio::time::timeout_at(deadline, cx.acceptor.accept(stream));
+    let tls = tokio::select! {
+        accepted = handshake => match accepted {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                tracing::debug!(%peer, "connection closed before the TLS handshake finished");
+                return fail(ConnFailure::TlsClosed);
+            }
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, error = %super::error_chain(&err), "TLS handshake failed");
+                return fail(ConnFailure::TlsError);
+            }
+            Err(_) => {
+                tracing::debug!(
+                    %peer,
+                    "TLS handshake not finished within {} ms",
+                    cx.setup_timeout.as_millis()
+                );
+                return fail(ConnFailure::SetupTimeout);
+            }
+        },
+        _ = draining.wait_for(|draining| *draining) => {
+            tracing::debug!(%peer, "closed in the TLS handshake: shutting down");
+            return fail(ConnFailure::Shutdown);
         }
     };
     let builder = match tls.get_ref().1.alpn_protocol() {
-        Some(b"h2") => &http.h2,
-        _ => &http.h1,
+        Some(b"h2") => &cx.http.h2,
+        _ => &cx.http.h1,
     };
-    let connection = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(router));
-    if let Err(err) = watcher.watch(connection).await {
-        tracing::debug!(%peer, error = %err, "connection ended with an error");
+    let first_request = Arc::new(AtomicBool::new(false));
+    let service = FirstRequest {
+        inner: TowerToHyperService::new(cx.router.clone()),
+        seen: Arc::clone(&first_request),
+    };
+    let connection = watcher.watch(builder.serve_connection(TokioIo::new(tls), service));
+    tokio::pin!(connection);
+    let before_deadline = tokio::select! {
+        ended = &mut connection => Some(ended),
+        () = tokio::time::sleep_until(deadline) => None,
+    };
+    let ended = match before_deadline {
+        Some(ended) => ended,
+        None if first_request.load(Ordering::Relaxed) => connection.await,
+        None => {
+            tracing::debug!(
+                %peer,
+                "no request within {} ms of connecting; closing",
+                cx.setup_timeout.as_millis()
+            );
+            return fail(ConnFailure::SetupTimeout);
+        }
+    };
+    if let Err(err) = ended {
+        if first_request.load(Ordering::Relaxed) {
+            tracing::debug!(%peer, error = %err, "connection ended with an error");
+            fail(ConnFailure::Http);
+        } else if *draining.borrow() {
+            tracing::debug!(%peer, error = %err, "closed before a request: shutting down");
+            fail(ConnFailure::Shutdown);
+        } else {
+            tracing::debug!(%peer, error = %err, "connection ended with an error before a request");
+            fail(ConnFailure::Http);
+        }
+    }
+}
+
+/// The router as a hyper service that notes its first call, which ends the
+/// set-up deadline.
+#[derive(Debug, Clone)]
+struct FirstRequest<S> {
+    inner: S,
+    seen: Arc<AtomicBool>,
+}
+
+impl<R, S: hyper::service::Service<R>> hyper::service::Service<R> for FirstRequest<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.seen.store(true, Ordering::Relaxed);
+        self.inner.call(request)
     }
 }
 

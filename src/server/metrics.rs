@@ -8,6 +8,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::time::Duration;
@@ -105,6 +106,66 @@ impl Status {
     }
 }
 
+/// Why a webhook connection ended without being served to its end (the
+/// `reason` label of `forcebacklog_connection_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnFailure {
+    /// The TLS handshake failed: not TLS, an old protocol version, no
+    /// common cipher, a broken record.
+    TlsError,
+    /// The peer closed the connection before the TLS handshake finished
+    /// (a TCP probe, a client that gave up).
+    TlsClosed,
+    /// No first request within the setup deadline: the TLS handshake, then
+    /// the HTTP/2 preface and first request or the HTTP/1.1 request head.
+    SetupTimeout,
+    /// Closed during the TLS handshake or before the first request because
+    /// the server is shutting down.
+    Shutdown,
+    /// After the first request: the connection ended with an HTTP or I/O
+    /// error (a reset, a protocol error, an unanswered HTTP/2 PING).
+    Http,
+}
+
+impl ConnFailure {
+    /// Every reason, in label order.
+    pub const ALL: [ConnFailure; 5] = [
+        ConnFailure::TlsError,
+        ConnFailure::TlsClosed,
+        ConnFailure::SetupTimeout,
+        ConnFailure::Shutdown,
+        ConnFailure::Http,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnFailure::TlsError => "tls_error",
+            ConnFailure::TlsClosed => "tls_closed",
+            ConnFailure::SetupTimeout => "setup_timeout",
+            ConnFailure::Shutdown => "shutdown",
+            ConnFailure::Http => "http_error",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One open webhook connection: counted in `forcebacklog_connections_open`
+/// from [`Metrics::connection_opened`] until dropped.
+#[derive(Debug)]
+pub struct ConnSlot {
+    open: Gauge,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     endpoint: &'static str,
@@ -144,6 +205,11 @@ pub struct Metrics {
     denials: Counter,
     reloads_ok: Counter,
     reloads_failed: Counter,
+    not_after: Gauge,
+    connections_open: Gauge,
+    connections_limit: Gauge,
+    connections_refused: Counter,
+    connection_failures: [Counter; ConnFailure::ALL.len()],
 }
 
 impl Default for Metrics {
@@ -204,6 +270,43 @@ impl Metrics {
             "Certificate reload attempts after the files changed",
             reloads,
         );
+        let not_after = Gauge::default();
+        registry.register_with_unit(
+            "tls_certificate_not_after",
+            "When the served certificate expires (Unix time)",
+            Unit::Seconds,
+            not_after.clone(),
+        );
+
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Webhook connections open now, in the TLS handshake or after it",
+            connections_open.clone(),
+        );
+        let connections_limit = Gauge::default();
+        registry.register(
+            "connections_limit",
+            "Webhook connections served at once (--max-connections, capped by the file-descriptor limit)",
+            connections_limit.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Webhook connections closed at accept because the limit was reached",
+            connections_refused.clone(),
+        );
+        let failures_family = Family::<ReasonLabels, Counter>::default();
+        let connection_failures = ConnFailure::ALL.map(|reason| {
+            failures_family.get_or_create_owned(&ReasonLabels {
+                reason: reason.label(),
+            })
+        });
+        registry.register(
+            "connection_failures",
+            "Webhook connections that ended early or with an error, by reason",
+            failures_family,
+        );
 
         Self {
             registry,
@@ -214,6 +317,11 @@ impl Metrics {
             denials,
             reloads_ok,
             reloads_failed,
+            not_after,
+            connections_open,
+            connections_limit,
+            connections_refused,
+            connection_failures,
         }
     }
 
@@ -248,6 +356,50 @@ impl Metrics {
         }
     }
 
+    /// Records the expiry (Unix seconds) of the certificate now served.
+    pub fn tls_not_after(&self, unix_seconds: i64) {
+        self.not_after.set(unix_seconds);
+    }
+
+    /// Records the connection limit in force.
+    pub fn connection_limit(&self, limit: usize) {
+        self.connections_limit
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one more open connection until the slot is dropped.
+    pub fn connection_opened(&self) -> ConnSlot {
+        self.connections_open.inc();
+        ConnSlot {
+            open: self.connections_open.clone(),
+        }
+    }
+
+    /// Webhook connections open now.
+    pub fn connections_open(&self) -> usize {
+        usize::try_from(self.connections_open.get()).unwrap_or(0)
+    }
+
+    /// Counts a connection refused at the limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Connections refused at the limit so far.
+    pub fn connections_refused(&self) -> u64 {
+        self.connections_refused.get()
+    }
+
+    /// Counts a connection that ended early or with an error.
+    pub fn connection_failed(&self, reason: ConnFailure) {
+        self.connection_failures[reason.index()].inc();
+    }
+
+    /// The failure counts so far, in [`ConnFailure::ALL`] order.
+    pub fn connection_failures(&self) -> [u64; ConnFailure::ALL.len()] {
+        ConnFailure::ALL.map(|reason| self.connection_failures[reason.index()].get())
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::with_capacity(8 * 1024);
@@ -268,6 +420,13 @@ mod tests {
         metrics.outcome(&Outcome::Skipped("invalid"));
         metrics.outcome(&Outcome::Denied);
         metrics.tls_reload(true);
+        metrics.tls_not_after(1_767_225_600);
+        metrics.connection_limit(1000);
+        let slot = metrics.connection_opened();
+        let _second = metrics.connection_opened();
+        drop(slot);
+        metrics.connection_refused();
+        metrics.connection_failed(ConnFailure::SetupTimeout);
         let text = metrics.encode().expect("encode");
         for line in [
             r#"forcebacklog_admission_requests_total{endpoint="mutate",result="injected"} 1"#,
@@ -279,6 +438,12 @@ mod tests {
             r#"forcebacklog_tls_reloads_total{result="error"} 0"#,
             r#"forcebacklog_admission_duration_seconds_count{endpoint="mutate"} 1"#,
             r#"forcebacklog_admission_duration_seconds_bucket{le="0.0001",endpoint="mutate"} 1"#,
+            "forcebacklog_tls_certificate_not_after_seconds 1767225600",
+            "forcebacklog_connections_limit 1000",
+            "forcebacklog_connections_open 1",
+            "forcebacklog_connections_refused_total 1",
+            r#"forcebacklog_connection_failures_total{reason="setup_timeout"} 1"#,
+            r#"forcebacklog_connection_failures_total{reason="tls_error"} 0"#,
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

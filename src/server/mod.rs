@@ -1,9 +1,13 @@
 //! `forcebacklog serve`: the HTTPS admission webhook and its admin port.
 //!
 //! - [`conn`]: accept (TCP_NODELAY), TLS handshake, HTTP/1.1 or HTTP/2 per
-//!   connection (hyper-util), graceful-shutdown watch.
+//!   connection (hyper-util), one set-up deadline, graceful-shutdown watch.
 //! - [`tls`]: PEM loading, the rustls configuration (TLS 1.2+, ALPN h2 and
 //!   http/1.1), certificate reload by polling the files.
+//! - [`x509`]: the certificate's validity period (refused when expired or
+//!   not yet valid).
+//! - [`fds`]: the open-files limit and the connection limit under it.
+//! - [`summary`]: per-connection failures and refusals as a few warnings.
 //! - [`routes`]: `POST /mutate`, `/mutate/namespace`, `/validate` → the
 //!   mutation core ([`crate::review::handle`]); size and time limits.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on plain HTTP.
@@ -17,11 +21,14 @@
 
 pub mod admin;
 pub mod conn;
+pub mod fds;
 pub mod logging;
 pub mod metrics;
 pub mod routes;
 pub mod shutdown;
+pub mod summary;
 pub mod tls;
+pub mod x509;
 
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
@@ -31,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -48,6 +56,11 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// The accept-queue length the listeners ask for; the kernel caps it at
 /// `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// The default of `--max-connections`: an idle HTTP/2 connection costs
+/// about 25 KiB, so 1000 of them fit with room to spare in the chart's
+/// 64 MiB memory limit (docs/reliability.md has the measurement).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
 
 /// Everything `forcebacklog serve` needs.
 #[derive(Debug, Clone)]
@@ -77,15 +90,35 @@ pub struct Tuning {
     /// HTTP/1.1: time to receive a request's headers, and how long a
     /// keep-alive connection may sit idle. Default 10 s.
     pub header_read_timeout: Duration,
-    /// Time to complete a TLS handshake. Default 10 s.
-    pub handshake_timeout: Duration,
-    /// After shutdown starts, how long in-flight requests may take before
-    /// their connections are dropped. Default 20 s (inside Kubernetes'
-    /// default 30 s termination grace period).
+    /// From accept to the first request's head: the TLS handshake, then
+    /// the HTTP/2 preface and first request or the HTTP/1.1 request head,
+    /// under one deadline (connection closed after). Default 10 s.
+    pub setup_timeout: Duration,
+    /// Webhook connections served at once (TLS handshakes included); past
+    /// it new connections are closed at accept. Default 1000 (about 30 MiB
+    /// of idle HTTP/2 connections).
+    pub max_connections: usize,
+    /// After the shutdown signal, how long the server keeps accepting and
+    /// serving while it reports not ready (endpoint removal takes time to
+    /// reach the apiserver). Default 0.
+    pub shutdown_delay: Duration,
+    /// After the shutdown delay, how long in-flight requests may take before
+    /// their connections are dropped. Default 20 s (with the delay, inside
+    /// the pod's termination grace period).
     pub shutdown_grace: Duration,
     /// How often the certificate files are compared with what is loaded.
     /// Default 2 s.
     pub reload_interval: Duration,
+    /// How long a new certificate/key pair that does not load must stay the
+    /// same before it counts as an error (files renamed one after the other
+    /// are briefly a mismatched pair). Default 1 s.
+    pub reload_debounce: Duration,
+    /// At most one "at the connection limit" warning per interval.
+    /// Default 1 s.
+    pub refusal_log_interval: Duration,
+    /// At most one warning summing up failed connections per interval.
+    /// Default 10 s.
+    pub failure_log_interval: Duration,
     /// HTTP/2: how often an idle or stalled connection is pinged. Default 30 s.
     pub h2_keep_alive_interval: Duration,
     /// HTTP/2: how long a ping may go unanswered before the connection is
@@ -99,9 +132,14 @@ impl Default for Tuning {
             max_body_bytes: MAX_BODY_BYTES,
             request_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
+            setup_timeout: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS as usize,
+            shutdown_delay: Duration::ZERO,
             shutdown_grace: Duration::from_secs(20),
             reload_interval: Duration::from_secs(2),
+            reload_debounce: Duration::from_secs(1),
+            refusal_log_interval: Duration::from_secs(1),
+            failure_log_interval: Duration::from_secs(10),
             h2_keep_alive_interval: Duration::from_secs(30),
             h2_keep_alive_timeout: Duration::from_secs(20),
         }
@@ -154,8 +192,21 @@ pub fn init_logging(filter: &str, json: bool) -> Result<(), ServeError> {
 ///
 /// The first signal starts the graceful shutdown of [`run`]; a second one
 /// returns at once, without waiting for in-flight requests.
-pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+pub async fn serve(mut config: ServeConfig) -> Result<(), ServeError> {
     let mut signals = shutdown::Signals::install().map_err(ServeError::Signals)?;
+    let nofile = fds::raise_limit();
+    let wanted = config.tuning.max_connections;
+    config.tuning.max_connections = fds::connection_limit(wanted, nofile);
+    if config.tuning.max_connections < wanted {
+        tracing::warn!(
+            open_files = nofile,
+            max_connections = config.tuning.max_connections,
+            "the open-files limit leaves room for {} webhook connections, not {wanted} \
+             ({} kept for the admin port); raise `ulimit -n` or lower --max-connections",
+            config.tuning.max_connections,
+            fds::RESERVED
+        );
+    }
     let listener = bind("webhook", config.addr)?;
     let admin = bind("admin", config.admin_addr)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -194,11 +245,13 @@ fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError>
 }
 
 /// The whole server on the given listeners: loads the certificate (an
-/// unusable pair is an error, nothing is served), serves the webhook over
-/// TLS and the admin port over HTTP, reloads the certificate when its
-/// files change, and when `shutdown` resolves: marks itself not ready,
-/// closes the webhook listener (new connections are refused), lets
-/// in-flight requests finish within [`Tuning::shutdown_grace`], and returns.
+/// unusable, expired or not yet valid pair is an error, nothing is served),
+/// serves the webhook over TLS and the admin port over HTTP, reloads the
+/// certificate when its files change, and when `shutdown` resolves: marks
+/// itself not ready, keeps serving for [`Tuning::shutdown_delay`], then
+/// closes the webhook listener (new connections are refused) and the
+/// connections that have not sent a request, lets in-flight requests finish
+/// within [`Tuning::shutdown_grace`], and returns.
 pub async fn run<F>(
     listener: TcpListener,
     admin: TcpListener,
@@ -217,15 +270,16 @@ where
     } = config;
 
     let provider = tls::provider();
-    let pair = tls::read_pair(&tls_cert, &tls_key).await?;
-    let key = tls::parse_pair(&pair, &tls_cert, &tls_key, &provider)?;
-    let resolver = Arc::new(tls::ReloadingResolver::new(key));
+    let (pair, loaded) = tls::load(&tls_cert, &tls_key, &provider).await?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.tls_not_after(loaded.validity.not_after);
+    metrics.connection_limit(tuning.max_connections);
+    let resolver = Arc::new(tls::ReloadingResolver::new(loaded.key));
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(
         Arc::clone(&resolver),
         Arc::clone(&provider),
     )?));
 
-    let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
         inject,
         tuning: tuning.clone(),
@@ -238,11 +292,18 @@ where
             cert: tls_cert.clone(),
             key: tls_key.clone(),
             interval: tuning.reload_interval,
+            debounce: tuning.reload_debounce,
         },
         pair,
         resolver,
         provider,
-        metrics,
+        Arc::clone(&metrics),
+    ));
+    let summary = tokio::spawn(summary::run(
+        Arc::clone(&metrics),
+        tuning.max_connections,
+        tuning.refusal_log_interval,
+        tuning.failure_log_interval,
     ));
 
     let admin_addr = admin.local_addr().ok();
@@ -256,52 +317,57 @@ where
             .await
     });
 
-    let router = routes::router(Arc::clone(&shared));
-    let http = Arc::new(conn::Http::new(&tuning));
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
+    let (draining, draining_rx) = watch::channel(false);
+    let mut accepting = Accepting {
+        listener,
+        cx: Arc::new(conn::Context {
+            acceptor,
+            http: conn::Http::new(&tuning),
+            router: routes::router(Arc::clone(&shared)),
+            metrics: Arc::clone(&metrics),
+            setup_timeout: tuning.setup_timeout,
+        }),
+        graceful: GracefulShutdown::new(),
+        draining: draining_rx,
+        connections: JoinSet::new(),
+        max_connections: tuning.max_connections,
+    };
 
     shared.ready.store(true, Ordering::Release);
     tracing::info!(
-        https = %display_addr(listener.local_addr().ok()),
+        https = %display_addr(accepting.listener.local_addr().ok()),
         admin = %display_addr(admin_addr),
         cert = %tls_cert.display(),
+        not_after = %x509::rfc3339(loaded.validity.not_after),
+        max_connections = tuning.max_connections,
         "ready"
     );
 
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = conn::accept(&listener) => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(conn::serve(
-                        stream,
-                        peer,
-                        acceptor.clone(),
-                        Arc::clone(&http),
-                        router.clone(),
-                        graceful.watcher(),
-                        tuning.handshake_timeout,
-                    ));
-                }
-                Err(err) if conn::is_connection_error(&err) => {
-                    tracing::debug!(error = %err, "accept failed");
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed; pausing 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
+    accepting.until(shutdown).await;
+    shared.ready.store(false, Ordering::Release);
+    if !tuning.shutdown_delay.is_zero() {
+        tracing::info!(
+            "not ready; serving for the shutdown delay of {} ms",
+            tuning.shutdown_delay.as_millis()
+        );
+        accepting
+            .until(tokio::time::sleep(tuning.shutdown_delay))
+            .await;
     }
 
-    shared.ready.store(false, Ordering::Release);
+    let Accepting {
+        listener,
+        graceful,
+        mut connections,
+        ..
+    } = accepting;
     drop(listener);
+    // Connections in their TLS handshake close now; the graceful shutdown
+    // closes those that have not sent a request and idle ones, and lets
+    // requests in flight finish.
+    let _ = draining.send(true);
     tracing::info!(
-        connections = connections.len(),
+        connections = metrics.connections_open(),
         "stopped accepting; draining in-flight requests"
     );
     let drain = async {
@@ -313,14 +379,15 @@ where
         .is_err()
     {
         tracing::warn!(
-            connections = connections.len(),
-            "grace period of {} s over; closing the remaining connections",
-            tuning.shutdown_grace.as_secs()
+            connections = metrics.connections_open(),
+            "grace period of {} ms over; closing the remaining connections",
+            tuning.shutdown_grace.as_millis()
         );
         connections.abort_all();
         while connections.join_next().await.is_some() {}
     }
     reload.abort();
+    summary.abort();
     let _ = admin_stop.send(());
     match tokio::time::timeout(Duration::from_secs(1), admin_task).await {
         Ok(Ok(Ok(()))) => {}
@@ -330,6 +397,64 @@ where
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The webhook's accept loop and the connections it started.
+struct Accepting {
+    listener: TcpListener,
+    cx: Arc<conn::Context>,
+    graceful: GracefulShutdown,
+    draining: watch::Receiver<bool>,
+    connections: JoinSet<()>,
+    max_connections: usize,
+}
+
+impl Accepting {
+    /// Accepts and serves connections until `stop` resolves. Past
+    /// `max_connections` open ones, a new connection is closed at once
+    /// (counted, and summarised by [`summary`]).
+    async fn until(&mut self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop => return,
+                Some(_) = self.connections.join_next(), if !self.connections.is_empty() => {}
+                accepted = conn::accept(&self.listener) => match accepted {
+                    Ok((stream, peer)) => self.start(stream, peer),
+                    Err(err) if conn::is_connection_error(&err) => {
+                        tracing::debug!(error = %err, "accept failed");
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "accept failed; pausing 100 ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    fn start(&mut self, stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let metrics = &self.cx.metrics;
+        if metrics.connections_open() >= self.max_connections {
+            metrics.connection_refused();
+            tracing::debug!(%peer, "at the connection limit: closing a new connection");
+            drop(stream);
+            return;
+        }
+        let slot = metrics.connection_opened();
+        let serve = conn::serve(
+            stream,
+            peer,
+            Arc::clone(&self.cx),
+            self.graceful.watcher(),
+            self.draining.clone(),
+        );
+        self.connections.spawn(async move {
+            let _slot = slot;
+            serve.await;
+        });
+    }
 }
 
 fn display_addr(addr: Option<SocketAddr>) -> String {

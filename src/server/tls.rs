@@ -10,8 +10,14 @@
 //! follows every way a file can change, including the kubelet's Secret
 //! volume update (a new timestamped directory, then an atomic rename of the
 //! `..data` symlink), writes that keep the mtime, and inode reuse. A new pair
-//! that does not load (bad PEM, no key, key not matching the certificate)
-//! keeps the old one and logs why, once per distinct broken pair.
+//! that does not load (bad PEM, no key, key not matching the certificate,
+//! expired or not yet valid) keeps the old one and logs why, once per
+//! distinct broken pair. A pair is judged broken only once it has stayed the
+//! same for [`Watch::debounce`]: two files renamed one after the other are
+//! briefly a mismatched pair, and that is not an error.
+//!
+//! The served leaf certificate's `notAfter` is exported as
+//! `forcebacklog_tls_certificate_not_after_seconds`.
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -24,6 +30,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::metrics::Metrics;
+use super::x509::{self, Period, Validity};
 
 /// ALPN protocol identifiers the webhook offers, preferred first.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -72,6 +79,32 @@ pub enum TlsError {
         /// What rustls said.
         source: rustls::Error,
     },
+    /// The certificate's validity period could not be read.
+    #[error("{}: cannot read the certificate's validity period", path.display())]
+    Validity {
+        /// The certificate file.
+        path: PathBuf,
+    },
+    /// The certificate's `notAfter` has passed.
+    #[error("{}: the certificate expired at {not_after} (now {now})", path.display())]
+    Expired {
+        /// The certificate file.
+        path: PathBuf,
+        /// `notAfter`, RFC 3339.
+        not_after: String,
+        /// The current time, RFC 3339.
+        now: String,
+    },
+    /// The certificate's `notBefore` is still to come.
+    #[error("{}: the certificate is not valid before {not_before} (now {now})", path.display())]
+    NotYetValid {
+        /// The certificate file.
+        path: PathBuf,
+        /// `notBefore`, RFC 3339.
+        not_before: String,
+        /// The current time, RFC 3339.
+        now: String,
+    },
     /// The TLS configuration could not be built (protocol versions).
     #[error("cannot build the TLS configuration")]
     Config(#[source] rustls::Error),
@@ -107,13 +140,43 @@ pub async fn read_pair(cert: &Path, key: &Path) -> Result<PairBytes, TlsError> {
     })
 }
 
-/// Parses a pair and checks that the key belongs to the certificate.
+/// A pair that parsed, with its leaf certificate's validity period.
+#[derive(Debug)]
+pub struct Loaded {
+    /// What rustls serves.
+    pub key: CertifiedKey,
+    /// `notBefore` and `notAfter` of the leaf.
+    pub validity: Validity,
+}
+
+impl Loaded {
+    /// An error when `now` (Unix seconds) is outside the validity period.
+    pub fn check_time(&self, now: i64, cert_path: &Path) -> Result<(), TlsError> {
+        match self.validity.at(now) {
+            Period::Valid => Ok(()),
+            Period::Expired => Err(TlsError::Expired {
+                path: cert_path.to_path_buf(),
+                not_after: x509::rfc3339(self.validity.not_after),
+                now: x509::rfc3339(now),
+            }),
+            Period::NotYetValid => Err(TlsError::NotYetValid {
+                path: cert_path.to_path_buf(),
+                not_before: x509::rfc3339(self.validity.not_before),
+                now: x509::rfc3339(now),
+            }),
+        }
+    }
+}
+
+/// Parses a pair, checks that the key belongs to the certificate, and reads
+/// the leaf's validity period (not checked against the clock here: see
+/// [`Loaded::check_time`]).
 pub fn parse_pair(
     bytes: &PairBytes,
     cert_path: &Path,
     key_path: &Path,
     provider: &CryptoProvider,
-) -> Result<CertifiedKey, TlsError> {
+) -> Result<Loaded, TlsError> {
     let chain = CertificateDer::pem_slice_iter(&bytes.cert)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::CertPem {
@@ -129,11 +192,31 @@ pub fn parse_pair(
         path: key_path.to_path_buf(),
         source,
     })?;
-    CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
+    let key = CertifiedKey::from_der(chain, key, provider).map_err(|source| TlsError::Pair {
         cert: cert_path.to_path_buf(),
         key: key_path.to_path_buf(),
         source,
-    })
+    })?;
+    let validity = key
+        .cert
+        .first()
+        .and_then(|leaf| x509::validity(leaf))
+        .ok_or_else(|| TlsError::Validity {
+            path: cert_path.to_path_buf(),
+        })?;
+    Ok(Loaded { key, validity })
+}
+
+/// Reads, parses and checks a pair against the clock: what start-up needs.
+pub async fn load(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<(PairBytes, Loaded), TlsError> {
+    let bytes = read_pair(cert, key).await?;
+    let loaded = parse_pair(&bytes, cert, key, provider)?;
+    loaded.check_time(x509::now(), cert)?;
+    Ok((bytes, loaded))
 }
 
 /// Hands rustls the current certificate; swapped on reload.
@@ -200,10 +283,20 @@ pub struct Watch {
     pub key: PathBuf,
     /// How long between two looks.
     pub interval: Duration,
+    /// How long a pair that does not load (or files that cannot be read)
+    /// must stay the same before it counts as an error.
+    pub debounce: Duration,
 }
 
+/// How many times one look re-reads files that keep changing before it
+/// judges what it has.
+const SETTLE_ATTEMPTS: u32 = 5;
+
 /// Polls the files until the task is dropped; swaps in every new pair that
-/// loads, keeps the old one (with a warning) otherwise.
+/// loads and is valid now, keeps the old one (with a warning) otherwise.
+///
+/// `seen` is the pair being served; a pair rejected only because it is not
+/// valid yet is looked at again at every tick and served once it is.
 pub async fn watch(
     watch: Watch,
     mut seen: PairBytes,
@@ -215,16 +308,16 @@ pub async fn watch(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate
     let mut read_failed = false;
+    let mut waiting: Option<PairBytes> = None; // rejected as not valid yet
     loop {
         ticker.tick().await;
-        let bytes = match read_pair(&watch.cert, &watch.key).await {
-            Ok(bytes) => {
+        let (bytes, loaded) = match settle(&watch, &seen, &provider).await {
+            Settled::Unchanged => {
                 read_failed = false;
-                bytes
+                continue;
             }
-            Err(err) => {
-                // During a symlink swap a file can be briefly missing; say
-                // so once, not every tick, and keep serving the old pair.
+            Settled::Unreadable(err) => {
+                // Say so once, not every tick, and keep serving the old pair.
                 if !read_failed {
                     tracing::warn!(error = %super::error_chain(&err), "certificate reload: keeping the current certificate");
                     metrics.tls_reload(false);
@@ -232,22 +325,86 @@ pub async fn watch(
                 read_failed = true;
                 continue;
             }
+            Settled::Changed(bytes, loaded) => {
+                read_failed = false;
+                (bytes, loaded)
+            }
         };
-        if bytes == seen {
-            continue;
-        }
-        match parse_pair(&bytes, &watch.cert, &watch.key, &provider) {
-            Ok(key) => {
-                resolver.set(key);
+        let checked =
+            loaded.and_then(|loaded| loaded.check_time(x509::now(), &watch.cert).map(|()| loaded));
+        match checked {
+            Ok(loaded) => {
+                metrics.tls_not_after(loaded.validity.not_after);
+                resolver.set(loaded.key);
                 metrics.tls_reload(true);
-                tracing::info!(cert = %watch.cert.display(), "certificate reloaded");
+                tracing::info!(
+                    cert = %watch.cert.display(),
+                    not_after = %x509::rfc3339(loaded.validity.not_after),
+                    "certificate reloaded"
+                );
+                seen = bytes;
+                waiting = None;
+            }
+            Err(err @ TlsError::NotYetValid { .. }) => {
+                if waiting.as_ref() != Some(&bytes) {
+                    metrics.tls_reload(false);
+                    tracing::warn!(error = %super::error_chain(&err), "certificate reload: new pair not valid yet, keeping the current certificate until it is");
+                    waiting = Some(bytes);
+                }
             }
             Err(err) => {
                 metrics.tls_reload(false);
                 tracing::warn!(error = %super::error_chain(&err), "certificate reload: new pair rejected, keeping the current certificate");
+                seen = bytes;
+                waiting = None;
             }
         }
-        seen = bytes;
+    }
+}
+
+/// What one look at the files found.
+enum Settled {
+    /// The files hold the pair being served (or the broken pair already
+    /// reported).
+    Unchanged,
+    /// The files stayed unreadable for the debounce time.
+    Unreadable(TlsError),
+    /// A new pair, parsed or not (a parse error has stayed the same for the
+    /// debounce time).
+    Changed(PairBytes, Result<Loaded, TlsError>),
+}
+
+/// Reads the pair; when it does not read or parse, waits
+/// [`Watch::debounce`] and reads again, and judges it only when the second
+/// read finds the same thing (two renames in a row are briefly a mismatched
+/// pair).
+async fn settle(watch: &Watch, seen: &PairBytes, provider: &CryptoProvider) -> Settled {
+    let mut last: Option<Result<PairBytes, ()>> = None;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let read = read_pair(&watch.cert, &watch.key).await;
+        let outcome = match read {
+            Ok(bytes) if &bytes == seen => return Settled::Unchanged,
+            Ok(bytes) => match parse_pair(&bytes, &watch.cert, &watch.key, provider) {
+                Ok(loaded) => return Settled::Changed(bytes, Ok(loaded)),
+                Err(err) => {
+                    let same = matches!(&last, Some(Ok(previous)) if *previous == bytes);
+                    if same || attempts >= SETTLE_ATTEMPTS {
+                        return Settled::Changed(bytes, Err(err));
+                    }
+                    Ok(bytes)
+                }
+            },
+            Err(err) => {
+                if matches!(last, Some(Err(()))) || attempts >= SETTLE_ATTEMPTS {
+                    return Settled::Unreadable(err);
+                }
+                Err(())
+            }
+        };
+        last = Some(outcome);
+        tokio::time::sleep(watch.debounce).await;
     }
 }
 
@@ -269,7 +426,7 @@ mod tests {
         (make(), make())
     }
 
-    fn parse(bytes: &PairBytes) -> Result<CertifiedKey, TlsError> {
+    fn parse(bytes: &PairBytes) -> Result<Loaded, TlsError> {
         parse_pair(
             bytes,
             Path::new("tls.crt"),
@@ -281,8 +438,9 @@ mod tests {
     #[test]
     fn a_matching_pair_loads() {
         let (a, _) = pair();
-        let key = parse(&a).expect("loads");
-        assert_eq!(key.cert.len(), 1);
+        let loaded = parse(&a).expect("loads");
+        assert_eq!(loaded.key.cert.len(), 1);
+        assert!(loaded.check_time(x509::now(), Path::new("tls.crt")).is_ok());
     }
 
     #[test]
@@ -333,12 +491,49 @@ mod tests {
         assert!(matches!(parse(&not_a_cert), Err(TlsError::Pair { .. })));
     }
 
+    fn dated(not_before: (i32, u8, u8), not_after: (i32, u8, u8)) -> PairBytes {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let cert = params.self_signed(&key).expect("cert");
+        PairBytes {
+            cert: cert.pem().into_bytes(),
+            key: key.serialize_pem().into_bytes(),
+        }
+    }
+
+    #[test]
+    fn expired_and_future_certificates_are_refused_naming_file_and_dates() {
+        let path = Path::new("/certs/tls.crt");
+        let expired = parse(&dated((2020, 1, 1), (2021, 1, 1))).expect("parses");
+        let err = expired.check_time(x509::now(), path).expect_err("expired");
+        assert!(matches!(err, TlsError::Expired { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("/certs/tls.crt: the certificate expired at 2021-01-01T00:00:00Z (now 20"),
+            "{text}"
+        );
+
+        let future = parse(&dated((2099, 1, 1), (2100, 1, 1))).expect("parses");
+        let err = future.check_time(x509::now(), path).expect_err("future");
+        assert!(
+            err.to_string()
+                .starts_with("/certs/tls.crt: the certificate is not valid before 2099-01-01T00:00:00Z"),
+            "{err}"
+        );
+        let current = parse(&dated((2020, 1, 1), (2099, 1, 1))).expect("parses");
+        assert!(current.check_time(x509::now(), path).is_ok());
+        assert_eq!(current.validity.not_after, 4_070_908_800);
+    }
+
     #[test]
     fn the_resolver_hands_out_the_latest_pair() {
         let (a, b) = pair();
-        let resolver = ReloadingResolver::new(parse(&a).expect("a"));
+        let resolver = ReloadingResolver::new(parse(&a).expect("a").key);
         let first = resolver.current().cert[0].clone();
-        resolver.set(parse(&b).expect("b"));
+        resolver.set(parse(&b).expect("b").key);
         let second = resolver.current().cert[0].clone();
         assert_ne!(first, second);
     }
@@ -346,7 +541,7 @@ mod tests {
     #[test]
     fn the_config_offers_h2_then_http1_and_no_tls_below_1_2() {
         let (a, _) = pair();
-        let resolver = Arc::new(ReloadingResolver::new(parse(&a).expect("a")));
+        let resolver = Arc::new(ReloadingResolver::new(parse(&a).expect("a").key));
         let config = server_config(resolver, provider()).expect("config");
         assert_eq!(
             config.alpn_protocols,
