@@ -420,7 +420,18 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("60m"), Ok(Duration::from_secs(3600)));
         for bad in [
-            "", "5", "s", "-1s", "1.5s", "5 s", " 5s", "5S", "5sec", "1h", "61m", "99999999999999999999s",
+            "",
+            "5",
+            "s",
+            "-1s",
+            "1.5s",
+            "5 s",
+            " 5s",
+            "5S",
+            "5sec",
+            "1h",
+            "61m",
+            "99999999999999999999s",
         ] {
             assert_eq!(parse_duration(bad), Err(ConfigError::Duration), "{bad:?}");
         }

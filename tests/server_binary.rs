@@ -71,12 +71,29 @@ struct Running {
     admin: SocketAddr,
     to_ready_line: Duration,
     started: Instant,
+    /// The lines up to and including "ready".
+    early: Vec<String>,
 }
 
 /// Starts the binary on 127.0.0.1:0 with JSON logs and waits for "ready".
 fn start(cert: &Path, key: &Path) -> Running {
+    start_with(cert, key, &[], None)
+}
+
+/// [`start`] with more arguments, and under `ulimit -n nofile` when given.
+fn start_with(cert: &Path, key: &Path, extra: &[&str], nofile: Option<u32>) -> Running {
     let started = Instant::now();
-    let mut child = Command::new(BIN)
+    let mut command = match nofile {
+        Some(limit) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                .arg(BIN);
+            sh
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = command
         .arg("serve")
         .arg("--tls-cert")
         .arg(cert)
@@ -84,6 +101,7 @@ fn start(cert: &Path, key: &Path) -> Running {
         .arg(key)
         .args(["--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
         .args(["--log-format", "json", "--log-level", "info"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -124,6 +142,7 @@ fn start(cert: &Path, key: &Path) -> Running {
         admin,
         to_ready_line,
         started,
+        early: seen,
     }
 }
 
@@ -142,6 +161,7 @@ async fn the_binary_serves_reports_ready_and_exits_0_on_sigterm_and_sigint() {
             admin,
             to_ready_line,
             started,
+            ..
         } = start(&cert, &key);
         let readyz = admin_get(admin, "/readyz").await;
         let to_readyz = started.elapsed();
@@ -214,9 +234,20 @@ fn start_up_errors_are_one_line_and_exit_1() {
     let wrong_key = dir.path().join("wrong.key");
     std::fs::write(&wrong_key, &other.key_pem).expect("write");
     let missing = dir.path().join("missing.crt");
+    let expired_dir = tempfile::tempdir().expect("tempdir");
+    let (expired, expired_key) = write_plain(
+        expired_dir.path(),
+        &ca.issue_dated("expired", 3, (2020, 1, 1), (2021, 1, 1)),
+    );
 
     let cases = [
         (missing.as_path(), key.as_path(), None, "missing.crt"),
+        (
+            expired.as_path(),
+            expired_key.as_path(),
+            None,
+            "the certificate expired at 2021-01-01T00:00:00Z",
+        ),
         (cert.as_path(), wrong_key.as_path(), None, "wrong.key"),
         (
             cert.as_path(),
@@ -308,5 +339,175 @@ async fn sigterm_waits_for_an_in_flight_request_and_a_second_signal_ends_at_once
     assert!(
         logged.iter().any(|l| l.contains("second signal")),
         "{logged:#?}"
+    );
+}
+
+/// The `Running` process's JSON log events so far.
+fn events(lines: &mpsc::Receiver<String>) -> Vec<Value> {
+    lines
+        .try_iter()
+        .map(|l| serde_json::from_str(&l).expect("JSON log line"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_low_open_files_limit_the_webhook_refuses_and_the_admin_port_answers() {
+    let ca = Ca::new();
+    let issued = ca.issue("binary", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = write_plain(dir.path(), &issued);
+    // 64 open files: 32 kept for the admin port and the rest, 32 for
+    // webhook connections (not the default 1000).
+    let mut running = start_with(&cert, &key, &[], Some(64));
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        held.push(
+            tokio::net::TcpStream::connect(running.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let asked = Instant::now();
+        assert_eq!(admin_get(running.admin, path).await.status, 200, "{path}");
+        let took = asked.elapsed();
+        assert!(took < Duration::from_millis(500), "{path}: {took:?}");
+    }
+    let metrics = admin_get(running.admin, "/metrics").await.text();
+    let value = |series: &str| support_server::client::sample(&metrics, series);
+    assert_eq!(
+        value("forcebacklog_connections_limit"),
+        Some(32.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value("forcebacklog_connections_open"),
+        Some(32.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value("forcebacklog_connections_refused_total"),
+        Some(48.0),
+        "{metrics}"
+    );
+
+    // Freed slots serve again.
+    drop(held);
+    bounded("served again", async {
+        loop {
+            let config = support_server::client::client_config(
+                &ca.cert_der(),
+                support_server::client::TLS_ANY,
+                Alpn::H2,
+            );
+            if support_server::client::tls_connect(running.addr, config)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let mut client = Client::connect(running.addr, &ca.cert_der(), Alpn::H2).await;
+    assert_eq!(client.post("/mutate", b"{}".to_vec()).await.status, 400);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    send_signal(&running.child, "TERM");
+    assert!(wait_bounded(&mut running.child, Duration::from_secs(10)).success());
+
+    let early: Vec<Value> = running
+        .early
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON log line"))
+        .collect();
+    let ready = early.last().expect("ready line");
+    assert_eq!(ready["fields"]["max_connections"], 32, "{ready}");
+    let lowered: Vec<&Value> = early
+        .iter()
+        .filter(|e| e["level"] == "WARN")
+        .filter(|e| field(e, "message").is_some_and(|m| m.contains("open-files limit")))
+        .collect();
+    assert_eq!(lowered.len(), 1, "{early:#?}");
+    let logged = events(&running.lines);
+    let refusals: Vec<&Value> = logged
+        .iter()
+        .filter(|e| field(e, "message").is_some_and(|m| m.contains("at the connection limit")))
+        .collect();
+    assert_eq!(
+        refusals.len(),
+        1,
+        "48 refusals in one second: one line; {logged:#?}"
+    );
+    assert_eq!(refusals[0]["fields"]["refused"], 48);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_silent_connections_open_exits_at_once() {
+    let ca = Ca::new();
+    let issued = ca.issue("binary", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = write_plain(dir.path(), &issued);
+    let mut running = start(&cert, &key);
+    let h2 = support_server::client::client_config(
+        &ca.cert_der(),
+        support_server::client::TLS_ANY,
+        Alpn::H2,
+    );
+    let mut silent = Vec::new();
+    let mut tcp = Vec::new();
+    for _ in 0..50 {
+        silent.push(
+            support_server::client::tls_connect(running.addr, h2.clone())
+                .await
+                .expect("tls"),
+        );
+        tcp.push(
+            tokio::net::TcpStream::connect(running.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let signalled = Instant::now();
+    send_signal(&running.child, "TERM");
+    let status = wait_bounded(&mut running.child, Duration::from_secs(25));
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status}");
+    eprintln!("SIGTERM with 50 silent h2 and 50 silent TCP connections: exit 0 in {took:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shutdown_delay_flag_keeps_serving_after_sigterm() {
+    let ca = Ca::new();
+    let issued = ca.issue("binary", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = write_plain(dir.path(), &issued);
+    let mut running = start_with(&cert, &key, &["--shutdown-delay", "1s"], None);
+    let mut kept = Client::connect(running.addr, &ca.cert_der(), Alpn::H2).await;
+    assert_eq!(kept.post("/mutate", b"{}".to_vec()).await.status, 400);
+
+    let signalled = Instant::now();
+    send_signal(&running.child, "TERM");
+    bounded("readyz 503", async {
+        while admin_get(running.admin, "/readyz").await.status != 503 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(signalled.elapsed() < Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kept.post("/mutate", b"{}".to_vec()).await.status, 400);
+    let mut fresh = Client::connect(running.addr, &ca.cert_der(), Alpn::Http11).await;
+    assert_eq!(fresh.post("/mutate", b"{}".to_vec()).await.status, 400);
+    assert!(running.child.try_wait().expect("try_wait").is_none());
+    let status = wait_bounded(&mut running.child, Duration::from_secs(10));
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status}");
+    eprintln!("--shutdown-delay 1s: exit 0 {took:?} after SIGTERM");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "{took:?}"
     );
 }

@@ -219,3 +219,116 @@ async fn start_up_with_an_unusable_pair_is_an_error_naming_the_file() {
         assert!(text.contains(expect), "{expect}: {text}");
     }
 }
+
+/// `run` on fresh listeners with this pair; what it returned.
+async fn run_with(cert: std::path::PathBuf, key: std::path::PathBuf) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let config = ServeConfig {
+        addr: listener.local_addr().expect("addr"),
+        admin_addr: admin.local_addr().expect("addr"),
+        tls_cert: cert,
+        tls_key: key,
+        inject: Default::default(),
+        tuning: Tuning::default(),
+    };
+    let result = bounded(
+        "run fails",
+        forcebacklog::server::run(listener, admin, config, std::future::pending()),
+    )
+    .await;
+    let err = result.expect_err("the pair must not be served");
+    forcebacklog::server::error_chain(&err)
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_pairs_are_refused_at_start_up() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let expired = ca.issue_dated("expired", 1, (2020, 1, 1), (2021, 1, 1));
+    let (cert, key) = write_plain(dir.path(), &expired);
+    let text = run_with(cert, key).await;
+    assert!(
+        text.contains("tls.crt: the certificate expired at 2021-01-01T00:00:00Z (now "),
+        "{text}"
+    );
+    let future = ca.issue_dated("future", 2, (2099, 1, 1), (2100, 1, 1));
+    let (cert, key) = write_plain(dir.path(), &future);
+    let text = run_with(cert, key).await;
+    assert!(
+        text.contains("tls.crt: the certificate is not valid before 2099-01-01T00:00:00Z"),
+        "{text}"
+    );
+}
+
+const NOT_AFTER: &str = "forcebacklog_tls_certificate_not_after_seconds";
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_pairs_are_kept_out_on_reload_and_the_expiry_metric_follows() {
+    let ca = Ca::new();
+    let first = ca.issue_dated("dated-first", 4001, (2020, 1, 1), (2040, 6, 1));
+    let mut volume = SecretVolume::new(&first);
+    let server = TestServer::start(volume.cert(), volume.key(), quick()).await;
+    // 2040-06-01T00:00:00Z
+    assert_eq!(
+        sample(&server.metrics().await, NOT_AFTER),
+        Some(2_222_121_600.0)
+    );
+
+    let expired = ca.issue_dated("dated-expired", 4002, (2020, 1, 1), (2021, 1, 1));
+    volume.swap(&expired);
+    wait_for_metric(&server, RELOAD_ERR, 1.0).await;
+    assert_eq!(served_cert(&server, &ca).await, first.cert_der.to_vec());
+
+    let future = ca.issue_dated("dated-future", 4003, (2099, 1, 1), (2100, 1, 1));
+    volume.swap(&future);
+    wait_for_metric(&server, RELOAD_ERR, 2.0).await;
+    // Looked at again every tick, never counted twice.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = server.metrics().await;
+    assert_eq!(sample(&metrics, RELOAD_ERR), Some(2.0));
+    assert_eq!(sample(&metrics, RELOAD_OK), Some(0.0));
+    assert_eq!(sample(&metrics, NOT_AFTER), Some(2_222_121_600.0));
+    assert_eq!(served_cert(&server, &ca).await, first.cert_der.to_vec());
+
+    let renewed = ca.issue_dated("dated-renewed", 4004, (2020, 1, 1), (2041, 1, 1));
+    volume.swap(&renewed);
+    wait_for_cert(&server, &ca, &renewed).await;
+    // 2041-01-01T00:00:00Z
+    wait_for_metric(&server, NOT_AFTER, 2_240_611_200.0).await;
+    assert_eq!(sample(&server.metrics().await, RELOAD_OK), Some(1.0));
+}
+
+#[tokio::test]
+async fn a_pair_renamed_file_by_file_is_reloaded_without_an_error() {
+    let ca = Ca::new();
+    let issued: Vec<Issued> = (0..4)
+        .map(|i| ca.issue(&format!("renamed-{i}"), 5000 + i))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = write_plain(dir.path(), &issued[0]);
+    let tuning = Tuning {
+        reload_debounce: Duration::from_millis(600),
+        ..quick()
+    };
+    let server = TestServer::start(cert.clone(), key.clone(), tuning).await;
+    for (round, next) in issued[1..].iter().enumerate() {
+        // Each file written aside, then renamed over the served one: the
+        // certificate first, the key 250 ms later (the poll, every 100 ms,
+        // sees the mismatched pair in between).
+        let staged_cert = dir.path().join("tls.crt.new");
+        let staged_key = dir.path().join("tls.key.new");
+        std::fs::write(&staged_cert, &next.cert_pem).expect("write");
+        std::fs::write(&staged_key, &next.key_pem).expect("write");
+        std::fs::rename(&staged_cert, &cert).expect("rename cert");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        std::fs::rename(&staged_key, &key).expect("rename key");
+        wait_for_cert(&server, &ca, next).await;
+        wait_for_metric(&server, RELOAD_OK, (round + 1) as f64).await;
+    }
+    assert_eq!(sample(&server.metrics().await, RELOAD_ERR), Some(0.0));
+}

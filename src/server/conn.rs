@@ -159,31 +159,47 @@ pub async fn serve(
     };
     let connection = watcher.watch(builder.serve_connection(TokioIo::new(tls), service));
     tokio::pin!(connection);
-    let before_deadline = tokio::select! {
-        ended = &mut connection => Some(ended),
-        () = tokio::time::sleep_until(deadline) => None,
-    };
-    let ended = match before_deadline {
-        Some(ended) => ended,
-        None if first_request.load(Ordering::Relaxed) => connection.await,
-        None => {
-            tracing::debug!(
-                %peer,
-                "no request within {} ms of connecting; closing",
-                cx.setup_timeout.as_millis()
-            );
-            return fail(ConnFailure::SetupTimeout);
+    // Until the first request: the set-up deadline, and shutdown (hyper
+    // would finish an HTTP/2 handshake before honouring it, and a client
+    // that never sends the preface would hold the drain).
+    let mut deadline_passed = false;
+    let mut draining_seen = false;
+    let ended = loop {
+        tokio::select! {
+            ended = &mut connection => break ended,
+            () = tokio::time::sleep_until(deadline), if !deadline_passed => {
+                deadline_passed = true;
+                if !first_request.load(Ordering::Relaxed) {
+                    tracing::debug!(
+                        %peer,
+                        "no request within {} ms of connecting; closing",
+                        cx.setup_timeout.as_millis()
+                    );
+                    return fail(ConnFailure::SetupTimeout);
+                }
+            }
+            _ = draining.wait_for(|draining| *draining), if !draining_seen => {
+                draining_seen = true;
+                if !first_request.load(Ordering::Relaxed) {
+                    tracing::debug!(%peer, "closed before a request: shutting down");
+                    return fail(ConnFailure::Shutdown);
+                }
+            }
         }
     };
     if let Err(err) = ended {
-        if first_request.load(Ordering::Relaxed) {
-            tracing::debug!(%peer, error = %err, "connection ended with an error");
-            fail(ConnFailure::Http);
-        } else if *draining.borrow() {
-            tracing::debug!(%peer, error = %err, "closed before a request: shutting down");
-            fail(ConnFailure::Shutdown);
+        let timeout = err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout);
+        if timeout && first_request.load(Ordering::Relaxed) {
+            // HTTP/1.1's header timeout is also its keep-alive idle time:
+            // the usual end of an idle connection, not a failure.
+            tracing::debug!(%peer, "HTTP/1.1 connection idle or slow past the header timeout; closed");
+        } else if timeout {
+            tracing::debug!(%peer, "no request head within the header timeout; closed");
+            fail(ConnFailure::SetupTimeout);
         } else {
-            tracing::debug!(%peer, error = %err, "connection ended with an error before a request");
+            tracing::debug!(%peer, error = %err, "connection ended with an error");
             fail(ConnFailure::Http);
         }
     }

@@ -69,7 +69,8 @@ fn failure_line(before: &[u64], now: &[u64]) -> Option<String> {
         .zip(before.iter().zip(now))
         // Closing connections at shutdown is the server's doing, not news.
         .filter(|(reason, _)| **reason != ConnFailure::Shutdown)
-        .filter_map(|(reason, (b, n))| (n > b).then(|| (*reason, n - b)))
+        .filter(|(_, (b, n))| n > b)
+        .map(|(reason, (b, n))| (*reason, n - b))
         .collect();
     if grown.is_empty() {
         return None;

@@ -512,15 +512,18 @@ mod tests {
         assert!(matches!(err, TlsError::Expired { .. }), "{err:?}");
         let text = err.to_string();
         assert!(
-            text.starts_with("/certs/tls.crt: the certificate expired at 2021-01-01T00:00:00Z (now 20"),
+            text.starts_with(
+                "/certs/tls.crt: the certificate expired at 2021-01-01T00:00:00Z (now 20"
+            ),
             "{text}"
         );
 
         let future = parse(&dated((2099, 1, 1), (2100, 1, 1))).expect("parses");
         let err = future.check_time(x509::now(), path).expect_err("future");
         assert!(
-            err.to_string()
-                .starts_with("/certs/tls.crt: the certificate is not valid before 2099-01-01T00:00:00Z"),
+            err.to_string().starts_with(
+                "/certs/tls.crt: the certificate is not valid before 2099-01-01T00:00:00Z"
+            ),
             "{err}"
         );
         let current = parse(&dated((2020, 1, 1), (2099, 1, 1))).expect("parses");

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod fixtures;
+pub mod logs;
 pub mod pki;
 
 use forcebacklog::config::InjectConfig;
@@ -19,6 +20,7 @@ use tokio::task::JoinHandle;
 pub fn quick() -> Tuning {
     Tuning {
         reload_interval: Duration::from_millis(100),
+        reload_debounce: Duration::from_millis(300),
         ..Tuning::default()
     }
 }

@@ -47,6 +47,30 @@ impl Ca {
     /// A server certificate for `localhost` and 127.0.0.1 with this common
     /// name and serial number.
     pub fn issue(&self, common_name: &str, serial: u64) -> Issued {
+        self.issue_with(common_name, serial, |_| {})
+    }
+
+    /// Like [`Ca::issue`], valid from `not_before` to `not_after`
+    /// (year, month, day; midnight UTC).
+    pub fn issue_dated(
+        &self,
+        common_name: &str,
+        serial: u64,
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> Issued {
+        self.issue_with(common_name, serial, |params| {
+            params.not_before = rcgen::date_time_ymd(not_before.0, not_before.1, not_before.2);
+            params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        })
+    }
+
+    fn issue_with(
+        &self,
+        common_name: &str,
+        serial: u64,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Issued {
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("leaf params");
         params
             .subject_alt_names
@@ -55,6 +79,7 @@ impl Ca {
             .distinguished_name
             .push(DnType::CommonName, common_name);
         params.serial_number = Some(SerialNumber::from(serial));
+        adjust(&mut params);
         let key = KeyPair::generate().expect("leaf key");
         let cert = params.signed_by(&key, &*self.issuer).expect("leaf cert");
         Issued {
