@@ -54,7 +54,10 @@ fn lint_every_option_set() {
                     "excludeNamespaces": ["monitoring", "istio-system"],
                     "validation": {"enabled": false}},
         "log": {"level": "forcebacklog=debug", "format": "text"},
-        "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}},
+        "metrics": {"serviceMonitor": {"enabled": true, "labels": {"release": "prom"}},
+                    "prometheusRule": {"enabled": true, "certificateExpiryDays": 7}},
+        "server": {"maxConnections": 200, "shutdownDelay": "8s"},
+        "terminationGracePeriodSeconds": 45,
         "priorityClassName": "system-cluster-critical",
         "podDisruptionBudget": {"minAvailable": "50%"},
         "tolerations": [{"key": "dedicated", "operator": "Exists"}],
@@ -219,6 +222,18 @@ fn schema_rejects_bad_values_naming_the_key() {
         (json!({"log": {"format": "yaml"}}), "/log/format"),
         (json!({"image": {"digest": "latest"}}), "/image/digest"),
         (json!({"replicas": 2}), "replicas"),
+        (
+            json!({"server": {"shutdownDelay": "5"}}),
+            "/server/shutdownDelay",
+        ),
+        (
+            json!({"server": {"maxConnections": 0}}),
+            "/server/maxConnections",
+        ),
+        (
+            json!({"terminationGracePeriodSeconds": "30s"}),
+            "/terminationGracePeriodSeconds",
+        ),
     ];
     for (values, key) in cases {
         match support::schema(&values) {

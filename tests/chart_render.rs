@@ -251,6 +251,8 @@ fn deployment_is_hardened_and_passes_the_values_to_serve() {
             "--exclude-container=linkerd-proxy",
             "--log-format=json",
             "--log-level=info",
+            "--max-connections=1000",
+            "--shutdown-delay=5s",
         ]
     );
     // The TLS Secret is a whole-Secret volume (reloadable), at the flags' path.
@@ -274,6 +276,74 @@ fn deployment_is_hardened_and_passes_the_values_to_serve() {
     for line in ["kubectl label namespace", "forcebacklog/value", "ss -Hltn"] {
         assert!(r.notes.contains(line), "NOTES.txt should mention {line}");
     }
+}
+
+#[test]
+fn connection_limit_shutdown_delay_and_alerts_reach_the_rendered_objects() {
+    if !support::engine_available() {
+        return;
+    }
+    // Defaults: the grace period covers the delay and the 20 s drain; no
+    // PrometheusRule unless asked for.
+    let r = support::render(&json!({}));
+    let pod = &r.get("Deployment/forcebacklog")["spec"]["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+    assert!(r.of_kind("PrometheusRule").is_empty());
+
+    let r = support::render(&json!({
+        "server": {"maxConnections": 250, "shutdownDelay": "10s"},
+        "terminationGracePeriodSeconds": 40,
+        "metrics": {"prometheusRule": {"enabled": true, "certificateExpiryDays": 7,
+                                       "labels": {"release": "kube-prometheus"}}},
+    }));
+    let a = args(&container(&r, "Deployment/forcebacklog"));
+    for flag in ["--max-connections=250", "--shutdown-delay=10s"] {
+        assert!(a.iter().any(|x| x == flag), "{flag} missing from {a:?}");
+    }
+    let pod = &r.get("Deployment/forcebacklog")["spec"]["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 40);
+    let rule = r.get("PrometheusRule/forcebacklog");
+    assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus");
+    let rules = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules");
+    let alert = |name: &str| {
+        rules
+            .iter()
+            .find(|r| r["alert"] == name)
+            .unwrap_or_else(|| panic!("no alert {name} in {rules:#?}"))
+    };
+    let expiry = alert("ForcebacklogCertificateExpiresSoon")["expr"]
+        .as_str()
+        .expect("expr")
+        .to_owned();
+    assert!(
+        expiry.contains(
+            r#"forcebacklog_tls_certificate_not_after_seconds{namespace="forcebacklog", service="forcebacklog"}"#
+        ) && expiry.contains("< 7 * 86400"),
+        "{expiry}"
+    );
+    let refused = alert("ForcebacklogConnectionsRefused")["expr"]
+        .as_str()
+        .expect("expr");
+    assert!(
+        refused.contains("forcebacklog_connections_refused_total{namespace="),
+        "{refused}"
+    );
+    // Prometheus templating is left for Prometheus.
+    let description = alert("ForcebacklogCertificateExpiresSoon")["annotations"]["description"]
+        .as_str()
+        .expect("description");
+    assert!(
+        description.contains("{{ $value | humanizeDuration }}"),
+        "{description}"
+    );
+
+    // Metrics off: no rule, whatever it says.
+    let r = support::render(&json!({
+        "metrics": {"enabled": false, "prometheusRule": {"enabled": true}},
+    }));
+    assert!(r.of_kind("PrometheusRule").is_empty());
 }
 
 #[test]
