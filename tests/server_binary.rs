@@ -17,6 +17,12 @@ use support_server::pki::{Ca, write_plain};
 
 const BIN: &str = env!("CARGO_BIN_EXE_forcebacklog");
 
+/// The binary under test: `FORCEBACKLOG_BIN` when set (a release build,
+/// for the figures), else this build's.
+fn bin() -> String {
+    std::env::var("FORCEBACKLOG_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
 /// `kill -SIG pid` with procps' kill (the crate forbids unsafe code, so no
 /// libc::kill here).
 fn send_signal(child: &Child, signal: &str) {
@@ -88,10 +94,10 @@ fn start_with(cert: &Path, key: &Path, extra: &[&str], nofile: Option<u32>) -> R
             let mut sh = Command::new("sh");
             sh.arg("-c")
                 .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-                .arg(BIN);
+                .arg(bin());
             sh
         }
-        None => Command::new(BIN),
+        None => Command::new(bin()),
     };
     let mut child = command
         .arg("serve")
@@ -509,5 +515,137 @@ async fn the_shutdown_delay_flag_keeps_serving_after_sigterm() {
     assert!(
         took >= Duration::from_secs(1) && took < Duration::from_secs(4),
         "{took:?}"
+    );
+}
+
+/// Resident memory of a process, in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// The figures of docs/reliability.md, with the production defaults (10 s
+/// set-up deadline, 1000 connections, 10 s failure summary). About 40 s;
+/// run with a release build:
+///
+/// ```sh
+/// cargo build --release --bin forcebacklog
+/// FORCEBACKLOG_BIN=target/release/forcebacklog \
+///   cargo test --test server_binary figures -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: about 40 s, run by hand for docs/reliability.md"]
+async fn figures_for_the_reliability_page() {
+    let ca = Ca::new();
+    let issued = ca.issue("figures", 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = write_plain(dir.path(), &issued);
+    let h2 = support_server::client::client_config(
+        &ca.cert_der(),
+        support_server::client::TLS_ANY,
+        Alpn::H2,
+    );
+
+    // 1. A silent HTTP/2 connection (h2 negotiated, no preface).
+    let mut running = start(&cert, &key);
+    let connected = Instant::now();
+    let mut silent = support_server::client::tls_connect(running.addr, h2.clone())
+        .await
+        .expect("tls");
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read_to_end(&mut silent, &mut sink),
+    )
+    .await
+    .expect("closed within 30 s");
+    eprintln!(
+        "FIGURE silent h2 connection closed after {:?}",
+        connected.elapsed()
+    );
+
+    // 2. Memory at the cap: 1000 idle HTTP/2 connections that each made one
+    // review, then one more connection (refused).
+    let baseline = rss_kib(running.child.id());
+    let body = review(
+        "uid-figures",
+        "CREATE",
+        &pod(serde_json::json!({ "forcebacklog/value": "234" })),
+    );
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        let mut client = Client::connect(running.addr, &ca.cert_der(), Alpn::H2).await;
+        assert_eq!(client.post("/mutate", body.clone()).await.status, 200);
+        idle.push(client);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let at_cap = rss_kib(running.child.id());
+    let refused = support_server::client::tls_connect(running.addr, h2.clone()).await;
+    assert!(refused.is_err(), "connection 1001 must be refused");
+    let metrics = admin_get(running.admin, "/metrics").await.text();
+    eprintln!(
+        "FIGURE RSS {} KiB idle, {} KiB with 1000 idle h2 connections: {:.1} KiB per connection; open {:?}, refused {:?}",
+        baseline,
+        at_cap,
+        (at_cap - baseline) as f64 / 1000.0,
+        support_server::client::sample(&metrics, "forcebacklog_connections_open"),
+        support_server::client::sample(&metrics, "forcebacklog_connections_refused_total"),
+    );
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 3. Log lines for 2,000 bad handshakes (plain HTTP on the TLS port),
+    // counted until the next summary is due.
+    let _ = running.lines.try_iter().count();
+    let flood = Instant::now();
+    let addr = running.addr;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        tasks.spawn(async move {
+            for _ in 0..100 {
+                let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                let _ =
+                    tokio::io::AsyncWriteExt::write_all(&mut tcp, b"GET / HTTP/1.1\r\n\r\n").await;
+                let mut sink = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut tcp, &mut sink).await;
+            }
+        });
+    }
+    tasks.join_all().await;
+    let flood_took = flood.elapsed();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let logged: Vec<String> = running.lines.try_iter().collect();
+    eprintln!(
+        "FIGURE 2,000 bad handshakes in {flood_took:?}: {} log line(s) in the following 11 s: {logged:#?}",
+        logged.len()
+    );
+
+    // 4. SIGTERM with 1000 silent connections open (500 h2 without a
+    // preface, 500 TCP without a ClientHello).
+    let mut silent = Vec::new();
+    let mut tcp = Vec::new();
+    for _ in 0..500 {
+        silent.push(
+            support_server::client::tls_connect(running.addr, h2.clone())
+                .await
+                .expect("tls"),
+        );
+        tcp.push(
+            tokio::net::TcpStream::connect(running.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let signalled = Instant::now();
+    send_signal(&running.child, "TERM");
+    let status = wait_bounded(&mut running.child, Duration::from_secs(30));
+    assert!(status.success());
+    eprintln!(
+        "FIGURE SIGTERM with 1000 silent connections open: exit 0 after {:?}",
+        signalled.elapsed()
     );
 }

@@ -111,8 +111,8 @@ pub struct Context {
 /// debug level.
 ///
 /// `draining` turns true when the server stops accepting: a connection
-/// still in its TLS handshake is then closed at once (after the handshake,
-/// `watcher` does the same for one that has not sent a request yet).
+/// still in its TLS handshake, or that has not sent a request yet, is then
+/// closed at once; `watcher` lets the others finish their requests.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,

@@ -58,7 +58,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// The default of `--max-connections`: an idle HTTP/2 connection costs
-/// about 25 KiB, so 1000 of them fit with room to spare in the chart's
+/// about 35 KiB, so 1000 of them (44 MiB RSS in all) fit in the chart's
 /// 64 MiB memory limit (docs/reliability.md has the measurement).
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
 
@@ -95,7 +95,7 @@ pub struct Tuning {
     /// under one deadline (connection closed after). Default 10 s.
     pub setup_timeout: Duration,
     /// Webhook connections served at once (TLS handshakes included); past
-    /// it new connections are closed at accept. Default 1000 (about 30 MiB
+    /// it new connections are closed at accept. Default 1000 (about 35 MiB
     /// of idle HTTP/2 connections).
     pub max_connections: usize,
     /// After the shutdown signal, how long the server keeps accepting and
