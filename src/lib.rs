@@ -30,6 +30,9 @@
 //!   from disk), the admin port (`/healthz`, `/readyz`, `/metrics`) and
 //!   graceful shutdown.
 //! - [`shim`]: the embedded shim bytes, `install-shim` and `run`.
+//! - [`sockets`]: the listening TCP sockets of a network namespace
+//!   (sock_diag) and its listen-overflow counters, as a table, JSON or
+//!   Prometheus metrics (`forcebacklog sockets`).
 //! - [`config`]: what the operator configures for injection (image,
 //!   default backlog, init-container resources).
 #![forbid(unsafe_code)]
@@ -42,3 +45,4 @@ pub mod plan;
 pub mod review;
 pub mod server;
 pub mod shim;
+pub mod sockets;

@@ -41,6 +41,30 @@ enum Command {
         /// The directory to write libforcebacklog.so into.
         dir: PathBuf,
     },
+    /// Listening TCP sockets of this network namespace: backlog, accept queue, overflow counters.
+    Sockets(SocketsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SocketsArgs {
+    /// Read the network namespace of this process instead of ours.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "text")]
+    output: SocketsOutput,
+    /// Print again every SECS seconds until interrupted.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    watch: Option<u64>,
+    /// Serve Prometheus metrics on ADDR (e.g. 0.0.0.0:9464) at /metrics instead of printing.
+    #[arg(long, value_name = "ADDR", conflicts_with = "watch")]
+    serve: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SocketsOutput {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -199,6 +223,7 @@ fn main() -> ExitCode {
             };
             forcebacklog::shim::run(&options, &args.command).map_err(Into::into)
         }
+        Command::Sockets(args) => sockets(&args),
         Command::InstallShim { dir } => forcebacklog::shim::install(&dir)
             .map(|_| ExitCode::SUCCESS)
             .map_err(Into::into),
@@ -281,5 +306,21 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Box<dyn Error>> {
         .enable_all()
         .build()?;
     runtime.block_on(forcebacklog::server::serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sockets(args: &SocketsArgs) -> Result<ExitCode, Box<dyn Error>> {
+    use forcebacklog::sockets::{Output, Target};
+    let target = args.pid.map_or(Target::Current, Target::Pid);
+    if let Some(addr) = args.serve {
+        forcebacklog::sockets::serve(target, addr)?;
+    } else {
+        let output = match args.output {
+            SocketsOutput::Text => Output::Text,
+            SocketsOutput::Json => Output::Json,
+        };
+        let watch = args.watch.map(std::time::Duration::from_secs);
+        forcebacklog::sockets::print(target, output, watch)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
