@@ -87,7 +87,7 @@ fn unknown_commands_and_flags_are_named() {
     assert!(line.contains("'--bogus'"), "{line}");
     assert_eq!(
         usage_error(&[]),
-        "forcebacklog: no command given: expected one of serve, inject, run, install-shim (see --help)"
+        "forcebacklog: no command given: expected one of serve, inject, run, install-shim, sockets (see --help)"
     );
 }
 
