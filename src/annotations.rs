@@ -32,6 +32,8 @@ pub const CONTAINERS: &str = "forcebacklog/containers";
 pub const MODE: &str = "forcebacklog/mode";
 /// `FORCEBACKLOG_PORTS` of the shim.
 pub const PORTS: &str = "forcebacklog/ports";
+/// A port: add the metrics sidecar (`forcebacklog sockets --serve`) on it.
+pub const METRICS: &str = "forcebacklog/metrics";
 /// Written by forcebacklog: `injected` or `skipped: <reason>`.
 pub const STATUS: &str = "forcebacklog/status";
 /// The status of a pod that got the shim.
@@ -90,6 +92,8 @@ pub struct Annotations<'a> {
     pub mode: Option<Raw<'a>>,
     /// `forcebacklog/ports`.
     pub ports: Option<Raw<'a>>,
+    /// `forcebacklog/metrics`.
+    pub metrics: Option<Raw<'a>>,
     /// `forcebacklog/status`.
     pub status: Option<Raw<'a>>,
     /// Keys under `forcebacklog/` that mean nothing (typos such as `forcebacklog/backlog`).
@@ -108,6 +112,7 @@ impl<'a> Annotations<'a> {
             CONTAINERS => &mut self.containers,
             MODE => &mut self.mode,
             PORTS => &mut self.ports,
+            METRICS => &mut self.metrics,
             STATUS => &mut self.status,
             other => {
                 // A few are enough to point at the typo; the list stays bounded.
@@ -130,6 +135,7 @@ impl<'a> Annotations<'a> {
             || self.containers.is_some()
             || self.mode.is_some()
             || self.ports.is_some()
+            || self.metrics.is_some()
     }
 
     /// The `forcebacklog/status` value when it is a string.
@@ -144,7 +150,7 @@ impl<'a> Annotations<'a> {
     pub fn unknown_key_warnings(&self) -> impl Iterator<Item = String> + '_ {
         self.unknown.iter().map(|key| {
             format!(
-                "forcebacklog: unknown annotation {key} ignored (known: value, inject, containers, mode, ports)"
+                "forcebacklog: unknown annotation {key} ignored (known: value, inject, containers, mode, ports, metrics)"
             )
         })
     }
@@ -209,6 +215,8 @@ pub struct Settings {
     pub ports: Option<String>,
     /// The containers to inject.
     pub containers: Containers,
+    /// The metrics sidecar's port (`forcebacklog/metrics`), when annotated.
+    pub metrics: Option<u16>,
 }
 
 /// Whether and how a pod is targeted.
@@ -247,6 +255,9 @@ pub enum AnnotationError {
         /// The first element that is not a port.
         bad: String,
     },
+    /// `forcebacklog/metrics` is not a port.
+    #[error("forcebacklog/metrics: {0:?} is not a port: expected a decimal integer in 1..=65535")]
+    Metrics(String),
     /// `forcebacklog/containers` is empty or has an empty element.
     #[error(
         "forcebacklog/containers: {0:?} is not a container list: expected a comma-separated list of container names"
@@ -293,6 +304,7 @@ impl AnnotationError {
             AnnotationError::Inject(_) => INJECT,
             AnnotationError::Mode(_) => MODE,
             AnnotationError::Ports { .. } => PORTS,
+            AnnotationError::Metrics(_) => METRICS,
             AnnotationError::ContainerList(_) | AnnotationError::UnknownContainers { .. } => {
                 CONTAINERS
             }
@@ -414,6 +426,10 @@ fn settings(a: &Annotations<'_>, default_backlog: u16) -> Result<Settings, Annot
         None => None,
         Some(raw) => Some(parse_ports(raw.as_str(PORTS)?)?),
     };
+    let metrics = match &a.metrics {
+        None => None,
+        Some(raw) => Some(parse_metrics_port(raw.as_str(METRICS)?)?),
+    };
     let containers = match &a.containers {
         None => Containers::AppContainers,
         Some(raw) => Containers::Named(parse_containers(raw.as_str(CONTAINERS)?)?),
@@ -423,7 +439,13 @@ fn settings(a: &Annotations<'_>, default_backlog: u16) -> Result<Settings, Annot
         mode,
         ports,
         containers,
+        metrics,
     })
+}
+
+/// Parses the metrics sidecar's port: a decimal integer in 1..=65535.
+fn parse_metrics_port(s: &str) -> Result<u16, AnnotationError> {
+    parse_u16_nonzero(s).ok_or_else(|| AnnotationError::Metrics(clip(s)))
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
@@ -557,7 +579,8 @@ mod tests {
                 backlog: 234,
                 mode: None,
                 ports: None,
-                containers: Containers::AppContainers
+                containers: Containers::AppContainers,
+                metrics: None,
             }
         );
         // The annotation wins over the namespace default.

@@ -42,6 +42,10 @@ pub struct InjectConfig {
     /// Secrets added to a mutated pod's `imagePullSecrets` when missing,
     /// so the init container's image can be pulled from a private registry.
     pub image_pull_secrets: Vec<String>,
+    /// The cluster runs native sidecars (init containers with
+    /// `restartPolicy: Always`, Kubernetes ≥ 1.29): the metrics sidecar
+    /// of `forcebacklog/metrics` is added only then.
+    pub native_sidecars: bool,
     /// Containers never injected unless `forcebacklog/containers` names
     /// them (service-mesh proxies).
     pub exclude_containers: Vec<String>,
@@ -66,6 +70,7 @@ impl Default for InjectConfig {
             init_resources: InitResources::default(),
             volume_size_limit: "1Mi".to_owned(),
             image_pull_secrets: Vec::new(),
+            native_sidecars: true,
             exclude_containers: DEFAULT_EXCLUDED_CONTAINERS.map(str::to_owned).to_vec(),
         }
     }

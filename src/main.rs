@@ -136,6 +136,10 @@ struct InjectOptions {
     #[arg(long, env = "FORCEBACKLOG_INIT_MEMORY", default_value = "16Mi",
           value_parser = forcebacklog::config::parse_memory)]
     init_memory: String,
+    /// The cluster runs native sidecars (Kubernetes >= 1.29): `forcebacklog/metrics` adds one.
+    #[arg(long, env = "FORCEBACKLOG_NATIVE_SIDECARS", default_value_t = true,
+          action = clap::ArgAction::Set, value_name = "BOOL")]
+    native_sidecars: bool,
     /// Secret added to mutated pods' imagePullSecrets when missing (repeatable).
     #[arg(long = "image-pull-secret", value_name = "NAME", env = "FORCEBACKLOG_IMAGE_PULL_SECRETS",
           value_delimiter = ',', value_parser = forcebacklog::config::parse_secret_name)]
@@ -159,6 +163,7 @@ impl InjectOptions {
                 memory: self.init_memory,
             },
             image_pull_secrets: self.image_pull_secrets,
+            native_sidecars: self.native_sidecars,
             exclude_containers: self
                 .exclude_containers
                 .into_iter()

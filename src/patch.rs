@@ -16,7 +16,8 @@ use crate::annotations::{self, Defaults};
 use crate::config::InjectConfig;
 use crate::plan::{
     self, Add, ContainerWork, EnvEdit, INIT_CONTAINER_NAME, INSTALL_COMMAND, InitResources, List,
-    MOUNT_PATH, Plan, PodView, PullSecrets, StatusAt, VOLUME_NAME, Verdict,
+    METRICS_COMMAND, METRICS_CONTAINER_NAME, MOUNT_PATH, Plan, PodView, PullSecrets, StatusAt,
+    VOLUME_NAME, Verdict,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -157,6 +158,36 @@ struct InitContainer<'a> {
     termination_message_policy: &'static str,
 }
 
+/// The metrics sidecar: a native sidecar (`restartPolicy: Always`).
+#[derive(Serialize)]
+struct MetricsContainer<'a> {
+    name: &'static str,
+    image: &'a str,
+    #[serde(rename = "imagePullPolicy", skip_serializing_if = "Option::is_none")]
+    image_pull_policy: Option<&'a str>,
+    command: [&'a str; 4],
+    #[serde(rename = "restartPolicy")]
+    restart_policy: &'static str,
+    ports: [ContainerPort; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources: Option<Resources<'a>>,
+    #[serde(rename = "securityContext")]
+    security_context: SecurityContext,
+    #[serde(rename = "terminationMessagePolicy")]
+    termination_message_policy: &'static str,
+}
+
+#[derive(Serialize)]
+struct ContainerPort {
+    name: &'static str,
+    #[serde(rename = "containerPort")]
+    container_port: u16,
+    protocol: &'static str,
+}
+
+/// The name of the metrics sidecar's port (for a PodMonitor).
+pub const METRICS_PORT_NAME: &str = "fb-metrics";
+
 /// `{"name": …}` (an `imagePullSecrets` entry).
 #[derive(Serialize)]
 struct NameRef<'a> {
@@ -255,7 +286,70 @@ pub fn operations(plan: &Plan, config: &InjectConfig) -> Vec<Op> {
             init_container,
         );
     }
+    if let Some(sidecar) = &work.metrics {
+        let address = format!("0.0.0.0:{}", sidecar.port);
+        ops.push(Op::add(
+            format!("/spec/initContainers/{}", sidecar.index),
+            &metrics_container(config, sidecar.port, &address, work.init_resources),
+        ));
+    }
     ops
+}
+
+/// The metrics sidecar running `forcebacklog sockets --serve ADDRESS`:
+/// Pod Security "restricted", sized like the init container.
+fn metrics_container<'a>(
+    config: &'a InjectConfig,
+    port: u16,
+    address: &'a str,
+    sizing: InitResources,
+) -> MetricsContainer<'a> {
+    let [program, sockets, serve] = METRICS_COMMAND;
+    MetricsContainer {
+        name: METRICS_CONTAINER_NAME,
+        image: &config.image,
+        image_pull_policy: config.image_pull_policy.as_deref(),
+        command: [program, sockets, serve, address],
+        restart_policy: "Always",
+        ports: [ContainerPort {
+            name: METRICS_PORT_NAME,
+            container_port: port,
+            protocol: "TCP",
+        }],
+        resources: resources(config, sizing),
+        security_context: restricted(),
+        termination_message_policy: "FallbackToLogsOnError",
+    }
+}
+
+/// Requests = limits from the configuration, or none for a BestEffort pod.
+fn resources(config: &InjectConfig, sizing: InitResources) -> Option<Resources<'_>> {
+    let quantities = Quantities {
+        cpu: &config.init_resources.cpu,
+        memory: &config.init_resources.memory,
+    };
+    match sizing {
+        InitResources::RequestsEqualLimits => Some(Resources {
+            requests: quantities,
+            limits: quantities,
+        }),
+        InitResources::Unset => None,
+    }
+}
+
+/// Pod Security "restricted", as the user of the image.
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: true,
+        run_as_user: INIT_USER,
+        run_as_group: INIT_USER,
+        allow_privilege_escalation: false,
+        read_only_root_filesystem: true,
+        capabilities: Capabilities { drop: ["ALL"] },
+        seccomp_profile: SeccompProfile {
+            kind: "RuntimeDefault",
+        },
+    }
 }
 
 /// The missing image pull secrets: appended, or the list created.

@@ -39,6 +39,10 @@ pub const INSTALL_COMMAND: [&str; 3] = ["/forcebacklog", "install-shim", MOUNT_P
 pub const SHIM_PATH: &str = "/opt/forcebacklog/libforcebacklog.so";
 /// The backlog variable the shim reads.
 pub const ENV_BACKLOG: &str = "BACKLOG";
+/// The name of the metrics sidecar (`forcebacklog/metrics`).
+pub const METRICS_CONTAINER_NAME: &str = "forcebacklog-metrics";
+/// The command of the metrics sidecar, before its address.
+pub const METRICS_COMMAND: [&str; 3] = ["/forcebacklog", "sockets", "--serve"];
 /// The preload variable.
 pub const ENV_LD_PRELOAD: &str = "LD_PRELOAD";
 /// The shim's mode variable.
@@ -140,6 +144,30 @@ pub struct ContainerView<'a> {
     /// `resources`.
     #[serde(borrow, default)]
     pub resources: Option<ResourcesView<'a>>,
+    /// `ports` (only `containerPort`).
+    #[serde(default)]
+    pub ports: Option<Vec<PortView>>,
+}
+
+/// One `ports` entry of a container.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PortView {
+    /// `containerPort` (anything but a number is kept as `None`).
+    #[serde(default, rename = "containerPort", deserialize_with = "lenient_port")]
+    pub container_port: Option<u64>,
+}
+
+fn lenient_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Number(u64),
+        Other(IgnoredAny),
+    }
+    Ok(match Port::deserialize(d)? {
+        Port::Number(n) => Some(n),
+        Port::Other(_) => None,
+    })
 }
 
 /// One `env` entry.
@@ -723,6 +751,18 @@ pub struct Work {
     pub pull_secrets: PullSecrets,
     /// The selected containers that need something.
     pub containers: Vec<ContainerWork>,
+    /// The metrics sidecar to add (`forcebacklog/metrics`).
+    pub metrics: Option<MetricsSidecar>,
+}
+
+/// The metrics sidecar to insert into `spec.initContainers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSidecar {
+    /// The port it serves `/metrics` on.
+    pub port: u16,
+    /// Its index in `spec.initContainers` once our init container is in
+    /// place: right after it.
+    pub index: usize,
 }
 
 impl Work {
@@ -735,6 +775,7 @@ impl Work {
             names: Vec::new(),
         },
         containers: Vec::new(),
+        metrics: None,
     };
 
     /// True when nothing needs to be added.
@@ -743,6 +784,7 @@ impl Work {
             && self.init_container == Add::Nothing
             && self.pull_secrets.at == Add::Nothing
             && self.containers.is_empty()
+            && self.metrics.is_none()
     }
 }
 
@@ -892,6 +934,7 @@ fn work(
             containers.push(work);
         }
     }
+    let metrics = metrics_sidecar_to_add(pod, settings, config, init_container, &mut warnings)?;
     let pull_secrets = if init_container == Add::Nothing {
         Work::NONE.pull_secrets
     } else {
@@ -903,6 +946,7 @@ fn work(
         init_resources: init_resources(pod),
         pull_secrets,
         containers,
+        metrics,
     };
     Ok((work, warnings))
 }
@@ -1147,6 +1191,80 @@ fn init_container_to_add(pod: &PodView<'_>) -> Result<Add, SkipReason> {
         ))),
         None => Ok(Add::into_or_create(init.is_some())),
     }
+}
+
+/// The metrics sidecar of `forcebacklog/metrics`: none when not asked
+/// for or already there; a collision when a container of another kind
+/// has its name; left out with a warning (the shim is still injected)
+/// when the cluster has no native sidecars or a container declares the
+/// port (the sidecar could not bind it).
+fn metrics_sidecar_to_add(
+    pod: &PodView<'_>,
+    settings: &Settings,
+    config: &InjectConfig,
+    init_container: Add,
+    warnings: &mut Vec<String>,
+) -> Result<Option<MetricsSidecar>, SkipReason> {
+    let Some(port) = settings.metrics else {
+        return Ok(None);
+    };
+    let named = |c: &&ContainerView<'_>| c.name == METRICS_CONTAINER_NAME;
+    if pod.containers().iter().any(|c| named(&c)) {
+        return Err(SkipReason::Collision(format!(
+            "container {METRICS_CONTAINER_NAME} has the name of the metrics sidecar forcebacklog adds"
+        )));
+    }
+    let init = pod.init_containers();
+    if let Some(existing) = init.iter().find(named) {
+        return if is_our_metrics_sidecar(existing) {
+            Ok(None)
+        } else {
+            Err(SkipReason::Collision(format!(
+                "init container {METRICS_CONTAINER_NAME} is not forcebacklog's metrics sidecar"
+            )))
+        };
+    }
+    if !config.native_sidecars {
+        warnings.push(format!(
+            "forcebacklog: {}: no metrics sidecar: it is a native sidecar, which needs Kubernetes 1.29 or later",
+            annotations::METRICS
+        ));
+        return Ok(None);
+    }
+    let declared = pod.containers().iter().chain(init).find(|c| {
+        c.ports
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|p| p.container_port == Some(u64::from(port)))
+    });
+    if let Some(c) = declared {
+        warnings.push(format!(
+            "forcebacklog: {}: no metrics sidecar: port {port} is already a port of container {}",
+            annotations::METRICS,
+            c.name
+        ));
+        return Ok(None);
+    }
+    let index = match init_container {
+        Add::Into | Add::Create => 1,
+        Add::Nothing => init
+            .iter()
+            .position(is_our_init_container)
+            .map_or(0, |i| i + 1),
+    };
+    Ok(Some(MetricsSidecar { port, index }))
+}
+
+/// Ours: a native sidecar running [`METRICS_COMMAND`] and an address.
+fn is_our_metrics_sidecar(c: &ContainerView<'_>) -> bool {
+    let command = c.command.as_deref().unwrap_or_default();
+    c.is_native_sidecar()
+        && command.len() == METRICS_COMMAND.len() + 1
+        && command
+            .iter()
+            .zip(METRICS_COMMAND)
+            .all(|(have, ours)| matches!(have, Raw::Str(s) if s == ours))
 }
 
 /// Ours: a plain init container running [`INSTALL_COMMAND`] with our

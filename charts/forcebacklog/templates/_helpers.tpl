@@ -182,6 +182,13 @@ matchConditions:
 {{- else }}
 - --exclude-container=
 {{- end }}
+{{- $native := .Values.injection.nativeSidecars }}
+{{- if eq (toString $native) "auto" }}
+{{- $native = semverCompare ">=1.29-0" .Capabilities.KubeVersion.Version }}
+{{- end }}
+{{- if not $native }}
+- --native-sidecars=false
+{{- end }}
 {{- end }}
 
 {{/*
