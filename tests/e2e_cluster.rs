@@ -672,6 +672,182 @@ async fn reinvocation_injects_a_late_container(client: &Client, ns: &str, musl: 
     pod
 }
 
+/// With failurePolicy Fail everywhere and the webhook down, the chart's
+/// matchConditions decide who is called: what does not ask for
+/// forcebacklog is created; what asks is refused by the right webhook.
+async fn match_conditions_spare_pods_that_do_not_ask(
+    cluster: &Cluster,
+    client: &Client,
+    ns: &str,
+    ns_enabled: &str,
+) {
+    let chart = format!("{ROOT}/charts/forcebacklog");
+    let helm = |extra: &[&str]| {
+        let mut args = vec!["upgrade", RELEASE, &chart, "--namespace", RELEASE_NAMESPACE];
+        args.extend_from_slice(extra);
+        cluster
+            .tool("helm", &args, None)
+            .unwrap_or_else(|e| panic!("helm upgrade {extra:?}: {e}"));
+    };
+    helm(&[
+        "--set",
+        "webhook.failurePolicy=Fail",
+        "--set",
+        "webhook.validation.failurePolicy=Fail",
+    ]);
+    script(&["webhook", "stop"]).expect("webhook stop");
+    let plain = create_pod(client, ns, simple_pod("fail-plain", json!({"team": "a"}))).await;
+    let asks = create_pod(
+        client,
+        ns,
+        simple_pod("fail-asks", json!({"forcebacklog/value": "300"})),
+    )
+    .await;
+    let in_enabled = create_pod(client, ns_enabled, simple_pod("fail-ns", json!({}))).await;
+    let workload = cluster.kubectl(
+        &["apply", "-f", "-"],
+        Some(&deployment_yaml("fail-deploy", ns, "300")),
+    );
+    // And without matchConditions (clusters older than 1.30), every pod of
+    // a watched namespace reaches the webhook.
+    helm(&[
+        "--set",
+        "webhook.failurePolicy=Fail",
+        "--set",
+        "webhook.matchConditions=false",
+    ]);
+    let plain_without =
+        create_pod(client, ns, simple_pod("fail-plain-2", json!({"team": "a"}))).await;
+    helm(&[]);
+    script(&["webhook", "start"]).expect("webhook start");
+
+    plain.expect("a pod without forcebacklog annotations never reaches the webhook");
+    let err = asks.expect_err("an annotated pod is refused while the webhook is down (Fail)");
+    assert!(
+        err.to_string().contains("pods.forcebacklog.github.io"),
+        "{err}"
+    );
+    let err = in_enabled.expect_err("a pod of an opted-in namespace is refused (Fail)");
+    assert!(
+        err.to_string()
+            .contains("namespace-pods.forcebacklog.github.io"),
+        "{err}"
+    );
+    let err = workload.expect_err("an annotated Deployment is refused (Fail)");
+    assert!(err.contains("workloads.forcebacklog.github.io"), "{err}");
+    let err =
+        plain_without.expect_err("without matchConditions the plain pod is sent, and refused");
+    assert!(
+        err.to_string().contains("pods.forcebacklog.github.io"),
+        "{err}"
+    );
+}
+
+/// The QoS class the API server computes is the same with and without
+/// the injection; a LimitRange minimum above the init container's
+/// resources refuses the pod (the documented case).
+async fn qos_class_is_kept(client: &Client, ns: &str) {
+    let shapes = [
+        ("besteffort", json!({}), "BestEffort"),
+        (
+            "guaranteed",
+            json!({"requests": {"cpu": "500m", "memory": "256Mi"},
+                              "limits": {"cpu": "500m", "memory": "256Mi"}}),
+            "Guaranteed",
+        ),
+        (
+            "limits-only",
+            json!({"limits": {"cpu": "1", "memory": "1Gi"}}),
+            "Guaranteed",
+        ),
+        (
+            "burstable",
+            json!({"requests": {"cpu": "100m"}}),
+            "Burstable",
+        ),
+    ];
+    for (name, resources, class) in shapes {
+        for (suffix, annotations) in [
+            ("plain", json!({})),
+            ("injected", json!({"forcebacklog/value": "1024"})),
+        ] {
+            let mut spec = simple_pod(&format!("qos-{name}-{suffix}"), annotations);
+            spec["spec"]["containers"][0]["resources"] = resources.clone();
+            let pod = create_pod(client, ns, spec).await.expect("create");
+            let got = pod.status.as_ref().and_then(|s| s.qos_class.clone());
+            assert_eq!(got.as_deref(), Some(class), "qos-{name}-{suffix}");
+            if suffix == "injected" {
+                assert_injected(&pod, "1024", &["web"]);
+            }
+        }
+    }
+}
+
+async fn limit_range_minimum_refuses_a_burstable_pod(client: &Client, ns: &str) {
+    let ranges: Api<k8s_openapi::api::core::v1::LimitRange> = Api::namespaced(client.clone(), ns);
+    let range = serde_json::from_value(json!({
+        "metadata": {"name": "min-cpu"},
+        "spec": {"limits": [{"type": "Container", "min": {"cpu": "50m"}}]}
+    }))
+    .expect("limit range");
+    ranges
+        .create(&PostParams::default(), &range)
+        .await
+        .expect("create LimitRange");
+    let mut spec = simple_pod("lr-burstable", json!({"forcebacklog/value": "1024"}));
+    spec["spec"]["containers"][0]["resources"] = json!({"requests": {"cpu": "100m"}});
+    let err = create_pod(client, ns, spec)
+        .await
+        .expect_err("the init container's 10m is below the minimum");
+    assert!(
+        err.to_string().contains("minimum cpu usage per Container"),
+        "{err}"
+    );
+    let _ = ranges.delete("min-cpu", &DeleteParams::default()).await;
+}
+
+/// Name collisions, foreign init containers, read-only parents of the
+/// mount point, Windows by node affinity: each admitted, skipped with a
+/// reason, never a `Duplicate value`.
+async fn collisions_are_skipped_not_rejected(client: &Client, ns: &str) {
+    let asks = json!({"forcebacklog/value": "1024"});
+    let mut cases = Vec::new();
+    let mut p = simple_pod("col-app", asks.clone());
+    p["spec"]["containers"][0]["name"] = json!("forcebacklog-install");
+    cases.push(p);
+    let mut p = simple_pod("col-init", asks.clone());
+    p["spec"]["initContainers"] = json!([{"name": "forcebacklog-install", "image": "registry.invalid/setup:1",
+                                          "command": ["/setup"]}]);
+    cases.push(p);
+    let mut p = simple_pod("col-ro-opt", asks.clone());
+    p["spec"]["volumes"] = json!([{"name": "opt", "emptyDir": {}}]);
+    p["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "opt", "mountPath": "/opt", "readOnly": true}]);
+    cases.push(p);
+    let mut p = simple_pod("col-windows", asks.clone());
+    p["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/os", "operator": "In", "values": ["windows"]}]}]}}});
+    cases.push(p);
+    for case in cases {
+        let name = case["metadata"]["name"].as_str().unwrap_or("?").to_owned();
+        let pod = create_pod(client, ns, case)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the API server refused the pod: {e}"));
+        let status = annotation(&pod, "forcebacklog/status").unwrap_or_default();
+        assert!(status.starts_with("skipped: "), "{name}: {status:?}");
+        assert!(
+            pod.spec
+                .as_ref()
+                .expect("spec")
+                .containers
+                .iter()
+                .all(|c| env_of(&pod, &c.name, "LD_PRELOAD").is_none()),
+            "{name}: nothing injected"
+        );
+    }
+}
+
 /// The last mile: a pod as the API server stored it, run by the Docker
 /// kubelet emulation; `ss` in its network namespace shows the backlog.
 fn run_stored_pod(
@@ -732,6 +908,14 @@ fn real_api_server_end_to_end() {
         invalid_values_rejected_scale_never_blocked(&cluster, &client, &ns("apps")).await;
         step("webhook down: Ignore; back: injected");
         webhook_down_then_back(&client, &ns("apps")).await;
+        step("QoS class kept; LimitRange minimum");
+        qos_class_is_kept(&client, &ns("apps")).await;
+        limit_range_minimum_refuses_a_burstable_pod(&client, &ns("enabled")).await;
+        step("collisions skipped, never rejected");
+        collisions_are_skipped_not_rejected(&client, &ns("apps")).await;
+        step("matchConditions with failurePolicy Fail");
+        match_conditions_spare_pods_that_do_not_ask(&cluster, &client, &ns("apps"), &ns("enabled"))
+            .await;
         step("reinvocation injects a container added after ours");
         let late = reinvocation_injects_a_late_container(&client, &ns("restricted"), &musl).await;
 

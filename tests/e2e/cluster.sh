@@ -245,6 +245,11 @@ build_image() {
 
 helm_install() {
   if "$bin/helm" --kubeconfig "$state/kubeconfig" status "$release" -n "$release_ns" >/dev/null 2>&1; then
+    # Installed by an earlier `up`: bring it to this tree's chart (the
+    # generated certificate is kept).
+    "$bin/helm" --kubeconfig "$state/kubeconfig" upgrade "$release" "$root/charts/forcebacklog" \
+      --namespace "$release_ns" >"$state/logs/helm-upgrade.log" 2>&1 \
+      || { cat "$state/logs/helm-upgrade.log" >&2; die "helm upgrade failed"; }
     return 0
   fi
   # The README's command.
@@ -261,13 +266,15 @@ k() { "$bin/kubectl" --kubeconfig "$state/kubeconfig" "$@"; }
 # Secret mounted where the pod template mounts it; in the control plane's
 # network namespace, with a forwarder on the Service's ClusterIP:port.
 start_webhook() {
-  if [ "$(docker inspect -f '{{.State.Running}}' "$webhook_container" 2>/dev/null)" != true ]; then
+  local deploy="deploy/$release"
+  local c='.spec.template.spec.containers[0]'
+  local image secret mount user signature
+  image=$(k -n "$release_ns" get "$deploy" -o jsonpath="{$c.image}")
+  mapfile -t args < <(k -n "$release_ns" get "$deploy" -o jsonpath="{range $c.args[*]}{@}{\"\n\"}{end}")
+  # Restarted when the image or the pod template's arguments changed.
+  signature=$( { docker image inspect -f '{{.Id}}' "$image" 2>/dev/null; printf '%s\n' "${args[@]}"; } | sha256sum | cut -c1-16)
+  if [ "$(docker inspect -f '{{.State.Running}} {{index .Config.Labels "signature"}}' "$webhook_container" 2>/dev/null)" != "true $signature" ]; then
     docker rm -f "$webhook_container" >/dev/null 2>&1 || true
-    local deploy="deploy/$release"
-    local c='.spec.template.spec.containers[0]'
-    local image secret mount user
-    image=$(k -n "$release_ns" get "$deploy" -o jsonpath="{$c.image}")
-    mapfile -t args < <(k -n "$release_ns" get "$deploy" -o jsonpath="{range $c.args[*]}{@}{\"\n\"}{end}")
     secret=$(k -n "$release_ns" get "$deploy" -o jsonpath='{.spec.template.spec.volumes[?(@.name=="tls")].secret.secretName}')
     mount=$(k -n "$release_ns" get "$deploy" -o jsonpath="{$c.volumeMounts[?(@.name==\"tls\")].mountPath}")
     user=$(k -n "$release_ns" get "$deploy" -o jsonpath="{$c.securityContext.runAsUser}")
@@ -279,7 +286,8 @@ start_webhook() {
     done
     # The Secret volume's defaultMode 0440 with the pod's fsGroup.
     chown -R "0:${user:-65532}" "$tls"; chmod 0750 "$tls"; chmod 0440 "$tls"/*
-    docker run -d --name "$webhook_container" --network "container:$sandbox" --pull never \
+    docker run -d --name "$webhook_container" --label "signature=$signature" \
+      --network "container:$sandbox" --pull never \
       --user "${user:-65532}:${user:-65532}" --read-only --cap-drop ALL \
       --security-opt no-new-privileges -v "$tls:$mount:ro" "$image" "${args[@]}" >/dev/null
   fi
