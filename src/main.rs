@@ -182,6 +182,10 @@ struct InjectArgs {
     /// Treat pod templates without the annotation as annotated with this backlog.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     backlog: Option<u16>,
+    /// Write every document normalised (comments dropped, anchors expanded)
+    /// instead of splicing the additions into the original text.
+    #[arg(long)]
+    reformat: bool,
     #[command(flatten)]
     inject: InjectOptions,
 }
@@ -216,6 +220,11 @@ fn main() -> ExitCode {
             &args.file,
             args.backlog,
             &args.inject.into_config(),
+            if args.reformat {
+                forcebacklog::manifest::Output::Reformat
+            } else {
+                forcebacklog::manifest::Output::Splice
+            },
         )
         .map(|()| ExitCode::SUCCESS)
         .map_err(Into::into),

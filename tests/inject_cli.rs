@@ -317,7 +317,7 @@ fn bad_input_is_one_line_and_a_failure() {
     let err = String::from_utf8(out.stderr).expect("utf-8");
     assert!(
         err.starts_with(
-            "forcebacklog: -: document 1 (Deployment d): the pod template is not valid: "
+            "forcebacklog: -: document 1 (Deployment d): spec.template.spec.containers (line 7): invalid type: integer `5`, expected a sequence"
         ),
         "{err}"
     );

@@ -1,0 +1,848 @@
+//! `forcebacklog inject`: Kubernetes YAML in, the same YAML out with every
+//! pod template mutated exactly as the webhook would mutate its pods.
+//!
+//! Each document (multi-document streams, and the `items` of a `List`) is
+//! read with positions ([`yaml`]) and as JSON, the way kubectl reads it
+//! (YAML 1.1: `on`/`yes`/`y` are `true`, `0644` is octal). The pod template
+//! of the kinds listed by [`crate::plan::pod_template_pointer`] (Pod,
+//! Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController,
+//! Job, CronJob, PodTemplate) goes through the one mutation path
+//! ([`crate::patch::mutate`]); its operations are then spliced into the
+//! original text ([`splice`]), so that comments, anchors, quoting, key order
+//! and line endings stay as they were. Documents with nothing to change are
+//! printed byte for byte. A change that cannot be spliced (a template
+//! reached through an alias) is written normalised, with a warning;
+//! `--reformat` writes every document normalised. Every output is read back
+//! and compared with the result of the operations before it is printed.
+//! Running `inject` on its own output changes nothing.
+
+pub mod splice;
+pub mod yaml;
+
+use crate::annotations::Defaults;
+use crate::config::InjectConfig;
+use crate::patch::{self, ApplyError, Op};
+use crate::plan::{self, PodView};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::Path;
+use yaml::Node;
+
+/// Why `inject` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The input file (or stdin) could not be read.
+    #[error("cannot read {file}")]
+    Read {
+        /// The file name (`-` for stdin).
+        file: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input is not valid YAML.
+    #[error(
+        "{file}: invalid YAML in document {document} at line {line}, column {column}: {message}"
+    )]
+    Yaml {
+        /// The file name (`-` for stdin).
+        file: String,
+        /// The document (1-based) the error is in.
+        document: usize,
+        /// The line (1-based).
+        line: usize,
+        /// The column (1-based).
+        column: usize,
+        /// What the YAML reader reported.
+        message: String,
+    },
+    /// A value kubectl would not read as written (a duplicate key, `.inf`).
+    #[error("{file}: document {document} ({object}): {error}")]
+    Value {
+        /// The file name (`-` for stdin).
+        file: String,
+        /// The document (1-based).
+        document: usize,
+        /// The object, e.g. `Deployment web`.
+        object: String,
+        /// What is wrong, where, and the fix.
+        error: yaml::ValueError,
+    },
+    /// A pod template does not have the shape of a pod template.
+    #[error("{file}: document {document} ({object}): {path}{}: {message}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Template {
+        /// The file name (`-` for stdin).
+        file: String,
+        /// The document (1-based).
+        document: usize,
+        /// The object, e.g. `Deployment web`.
+        object: String,
+        /// The field, e.g. `spec.template.spec.containers[0].env[3].value`.
+        path: String,
+        /// The field's line, when it is written out.
+        line: Option<usize>,
+        /// What is wrong with it, and the fix when there is an obvious one.
+        message: String,
+    },
+    /// The operations of the mutation core did not apply (a bug, reported, never a panic).
+    #[error("{file}: document {document} ({object}): cannot apply the injection")]
+    Apply {
+        /// The file name (`-` for stdin).
+        file: String,
+        /// The document (1-based).
+        document: usize,
+        /// The object, e.g. `Deployment web`.
+        object: String,
+        /// The failing operation.
+        #[source]
+        source: ApplyError,
+    },
+    /// The written document would not read back as the injected object (a bug, reported).
+    #[error(
+        "{file}: document {document} ({object}): the output would not read back as the injected object; try --reformat"
+    )]
+    ReadBack {
+        /// The file name (`-` for stdin).
+        file: String,
+        /// The document (1-based).
+        document: usize,
+        /// The object, e.g. `Deployment web`.
+        object: String,
+    },
+    /// The result could not be written as YAML.
+    #[error("cannot write the result as YAML")]
+    Serialize(#[source] serde_saphyr::SerializeError),
+    /// Standard output could not be written.
+    #[error("cannot write to standard output")]
+    Write(#[source] std::io::Error),
+}
+
+/// The mutated YAML and the warnings the webhook would have returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injected {
+    /// The YAML documents, separated by `---`.
+    pub yaml: String,
+    /// One line per warning, naming the document and object.
+    pub warnings: Vec<String>,
+    /// What happened, in numbers.
+    pub report: Report,
+}
+
+/// What `inject` did to a stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Documents read (empty ones included).
+    pub documents: usize,
+    /// Pod templates found.
+    pub templates: usize,
+    /// Pod templates injected.
+    pub injected: usize,
+    /// Pod templates skipped (a `forcebacklog/status: skipped: …` written).
+    pub skipped: usize,
+    /// Documents changed, with their additions spliced into the text.
+    pub spliced: usize,
+    /// Documents changed and written normalised because the change could not be spliced.
+    pub normalised: usize,
+}
+
+/// How `inject` writes its output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Output {
+    /// The input's text, with the additions spliced in (the default).
+    #[default]
+    Splice,
+    /// Every document normalised (`--reformat`): no comments, anchors expanded.
+    Reformat,
+}
+
+/// `forcebacklog inject -f FILE`: reads FILE (`-` for stdin), prints the mutated YAML to stdout.
+pub fn inject_file(
+    file: &Path,
+    backlog: Option<u16>,
+    config: &InjectConfig,
+    output: Output,
+) -> Result<(), ManifestError> {
+    let name = file.display().to_string();
+    let mut input = String::new();
+    let read = if name == "-" {
+        std::io::stdin().lock().read_to_string(&mut input)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_string(&mut input))
+    };
+    read.map_err(|source| ManifestError::Read {
+        file: name.clone(),
+        source,
+    })?;
+    let injected = inject(&input, &name, backlog, config, output)?;
+    for warning in &injected.warnings {
+        eprintln!("forcebacklog: warning: {warning}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(injected.yaml.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // A closed pipe (`inject … | head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(ManifestError::Write),
+    }
+}
+
+/// Injects every pod template of the YAML stream `input` (`file` names it
+/// in errors), keeping the text of everything it does not change.
+pub fn inject_str(
+    input: &str,
+    file: &str,
+    backlog: Option<u16>,
+    config: &InjectConfig,
+) -> Result<Injected, ManifestError> {
+    inject(input, file, backlog, config, Output::Splice)
+}
+
+/// Reads a YAML stream as kubectl does: one JSON value per document
+/// (`null` for an empty one).
+pub fn read(input: &str, file: &str) -> Result<Vec<Value>, ManifestError> {
+    let docs = parse(input, file)?;
+    docs.iter()
+        .enumerate()
+        .map(|(i, doc)| doc_value(doc, file, i + 1))
+        .collect()
+}
+
+fn parse(input: &str, file: &str) -> Result<Vec<yaml::Document>, ManifestError> {
+    yaml::parse(input).map_err(|e| ManifestError::Yaml {
+        file: file.to_owned(),
+        document: e.document,
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    })
+}
+
+fn doc_value(doc: &yaml::Document, file: &str, document: usize) -> Result<Value, ManifestError> {
+    match &doc.root {
+        None => Ok(Value::Null),
+        Some(root) => yaml::to_json(root).map_err(|error| ManifestError::Value {
+            file: file.to_owned(),
+            document,
+            object: describe_node(root),
+            error,
+        }),
+    }
+}
+
+/// Injects every pod template of `input`, written as `output` asks.
+pub fn inject(
+    input: &str,
+    file: &str,
+    backlog: Option<u16>,
+    config: &InjectConfig,
+    output: Output,
+) -> Result<Injected, ManifestError> {
+    let docs = parse(input, file)?;
+    let defaults = Defaults {
+        backlog: backlog.unwrap_or(config.default_backlog),
+        implicit: backlog.is_some(),
+    };
+    let mut warnings = Vec::new();
+    let mut report = Report {
+        documents: docs.len(),
+        ..Report::default()
+    };
+    let mut values = Vec::with_capacity(docs.len());
+    let mut planned: Vec<Vec<Planned>> = Vec::with_capacity(docs.len());
+    for (i, doc) in docs.iter().enumerate() {
+        let mut value = doc_value(doc, file, i + 1)?;
+        let mut ctx = Ctx {
+            file,
+            document: i + 1,
+            defaults,
+            config,
+            warnings: &mut warnings,
+            root: doc.root.as_ref(),
+            planned: Vec::new(),
+            report: &mut report,
+        };
+        let mut at = Vec::new();
+        inject_object(&mut value, &mut ctx, &mut at, 0)?;
+        planned.push(ctx.planned);
+        values.push(value);
+    }
+    let yaml = match output {
+        Output::Reformat => {
+            // The reader drops empty documents; a tagged empty node
+            // (`--- !!foo`) is null too: leave it out, or `null` would
+            // read back as a document and `inject` would not be idempotent.
+            let present: Vec<&Value> = values.iter().filter(|v| !v.is_null()).collect();
+            serde_saphyr::to_string_multiple(&present).map_err(ManifestError::Serialize)?
+        }
+        Output::Splice => splice_all(
+            input,
+            file,
+            &docs,
+            &values,
+            &planned,
+            &mut warnings,
+            &mut report,
+        )?,
+    };
+    Ok(Injected {
+        yaml,
+        warnings,
+        report,
+    })
+}
+
+/// The operations for one pod template, addressed from the document's root.
+struct Planned {
+    base: Vec<String>,
+    ops: Vec<Op>,
+}
+
+fn splice_all(
+    input: &str,
+    file: &str,
+    docs: &[yaml::Document],
+    values: &[Value],
+    planned: &[Vec<Planned>],
+    warnings: &mut Vec<String>,
+    report: &mut Report,
+) -> Result<String, ManifestError> {
+    let style = splice::Style::detect(input, docs);
+    // Documents written normalised: their index and why.
+    let mut normalised: Vec<(usize, String)> = Vec::new();
+    for _round in 0..2 {
+        let mut edits = Vec::new();
+        for (i, (doc, templates)) in docs.iter().zip(planned).enumerate() {
+            if templates.iter().all(|t| t.ops.is_empty()) {
+                continue;
+            }
+            if normalised.iter().any(|(n, _)| *n == i) {
+                edits.push(normalise(input, doc, &values[i])?);
+                continue;
+            }
+            let mut doc_edits = Vec::new();
+            let mut failed = None;
+            for t in templates.iter().filter(|t| !t.ops.is_empty()) {
+                match splice::edits(input, doc, &t.base, &t.ops, style) {
+                    Ok(e) => doc_edits.extend(e),
+                    Err(reason) => {
+                        failed = Some(reason);
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => edits.extend(doc_edits),
+                Some(reason) => {
+                    normalised.push((i, reason));
+                    edits.push(normalise(input, doc, &values[i])?);
+                }
+            }
+        }
+        let text = splice::apply(input, edits).map_err(|_| ManifestError::ReadBack {
+            file: file.to_owned(),
+            document: 1,
+            object: "stream".to_owned(),
+        })?;
+        // Read the result back: every document must be what the operations made.
+        let wrong = match parse(&text, file) {
+            Ok(out) if out.len() == docs.len() => (0..docs.len())
+                .find(|&i| doc_value(&out[i], file, i + 1).ok().as_ref() != Some(&values[i])),
+            _ => Some(
+                (0..docs.len())
+                    .find(|&i| {
+                        planned[i].iter().any(|t| !t.ops.is_empty())
+                            && !normalised.iter().any(|(n, _)| *n == i)
+                    })
+                    .unwrap_or(0),
+            ),
+        };
+        match wrong {
+            None => {
+                for (i, reason) in &normalised {
+                    let object = docs[*i]
+                        .root
+                        .as_ref()
+                        .map_or_else(String::new, describe_node);
+                    warnings.push(format!(
+                        "document {} ({object}): written normalised, without its comments: the injection cannot be spliced into the text: {reason}",
+                        i + 1
+                    ));
+                }
+                report.normalised = normalised.len();
+                report.spliced = planned
+                    .iter()
+                    .filter(|t| t.iter().any(|t| !t.ops.is_empty()))
+                    .count()
+                    - normalised.len();
+                return Ok(text);
+            }
+            Some(i) if !normalised.iter().any(|(n, _)| *n == i) => {
+                normalised.push((i, "the spliced text reads back differently".to_owned()));
+            }
+            Some(i) => {
+                return Err(ManifestError::ReadBack {
+                    file: file.to_owned(),
+                    document: i + 1,
+                    object: docs[i]
+                        .root
+                        .as_ref()
+                        .map_or_else(String::new, describe_node),
+                });
+            }
+        }
+    }
+    Err(ManifestError::ReadBack {
+        file: file.to_owned(),
+        document: 1,
+        object: "stream".to_owned(),
+    })
+}
+
+/// The edit that writes a whole document normalised.
+fn normalise(
+    input: &str,
+    doc: &yaml::Document,
+    value: &Value,
+) -> Result<splice::Edit, ManifestError> {
+    let Some(root) = &doc.root else {
+        return Ok(splice::Edit {
+            at: 0,
+            end: 0,
+            text: String::new(),
+            indent: 0,
+        });
+    };
+    let end = splice::end_of(input, root).unwrap_or(input.len());
+    let text = serde_saphyr::to_string(value).map_err(ManifestError::Serialize)?;
+    Ok(splice::Edit {
+        at: root.start,
+        end,
+        text,
+        indent: usize::MAX,
+    })
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    document: usize,
+    defaults: Defaults,
+    config: &'a InjectConfig,
+    warnings: &'a mut Vec<String>,
+    root: Option<&'a Node>,
+    planned: Vec<Planned>,
+    report: &'a mut Report,
+}
+
+/// `Kind name` of an object, for messages.
+fn describe(object: &Value) -> String {
+    let kind = object["kind"].as_str().unwrap_or("object");
+    match object["metadata"]["name"].as_str() {
+        Some(name) => format!("{kind} {name}"),
+        None => kind.to_owned(),
+    }
+}
+
+/// `Kind name` of a document from its text, for errors found before it is read.
+fn describe_node(root: &Node) -> String {
+    let text = |n: Option<&Node>| match n.map(|n| &n.kind) {
+        Some(yaml::Kind::Scalar { value, .. }) => Some(value.clone()),
+        _ => None,
+    };
+    let kind = text(root.get("kind")).unwrap_or_else(|| "object".to_owned());
+    match text(root.get("metadata").and_then(|m| m.get("name"))) {
+        Some(name) => format!("{kind} {name}"),
+        None => kind,
+    }
+}
+
+/// Workload API versions Kubernetes 1.16 removed: (apiVersion, kind).
+const REMOVED: &[(&str, &str)] = &[
+    ("extensions/v1beta1", "Deployment"),
+    ("extensions/v1beta1", "DaemonSet"),
+    ("extensions/v1beta1", "ReplicaSet"),
+    ("apps/v1beta1", "Deployment"),
+    ("apps/v1beta1", "StatefulSet"),
+    ("apps/v1beta2", "Deployment"),
+    ("apps/v1beta2", "DaemonSet"),
+    ("apps/v1beta2", "ReplicaSet"),
+    ("apps/v1beta2", "StatefulSet"),
+];
+
+/// Lists nest rarely; a bound keeps hostile input from recursing deeply.
+const MAX_LIST_DEPTH: usize = 8;
+
+fn inject_object(
+    doc: &mut Value,
+    ctx: &mut Ctx<'_>,
+    at: &mut Vec<String>,
+    depth: usize,
+) -> Result<(), ManifestError> {
+    let Some(object) = doc.as_object() else {
+        return Ok(());
+    };
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if kind.ends_with("List") && object.get("items").is_some_and(Value::is_array) {
+        if depth >= MAX_LIST_DEPTH {
+            return Ok(());
+        }
+        if let Some(Value::Array(items)) = doc.get_mut("items") {
+            for (i, item) in items.iter_mut().enumerate() {
+                at.push("items".to_owned());
+                at.push(i.to_string());
+                inject_object(item, ctx, at, depth + 1)?;
+                at.truncate(at.len() - 2);
+            }
+        }
+        return Ok(());
+    }
+    if REMOVED.contains(&(api_version, kind)) {
+        ctx.warnings.push(format!(
+            "document {} ({}): apiVersion {api_version} for {kind} was removed in Kubernetes 1.16 and no cluster serves it; left unchanged: change apiVersion to apps/v1 (which requires spec.selector) and run inject again",
+            ctx.document,
+            describe(doc)
+        ));
+        return Ok(());
+    }
+    // `apps/v1` → `apps`; `v1` → the core group.
+    let group = api_version.split_once('/').map_or("", |(group, _)| group);
+    let Some(pointer) = plan::pod_template_pointer(group, kind) else {
+        // A template-like field that asks for the shim in a kind we do not
+        // know (an OpenShift DeploymentConfig, a CRD): say why nothing happens.
+        let asks = doc
+            .pointer("/spec/template/metadata/annotations")
+            .and_then(Value::as_object)
+            .is_some_and(|a| a.keys().any(|k| k.starts_with(crate::annotations::PREFIX)));
+        if asks {
+            ctx.warnings.push(format!(
+                "document {} ({}): {api_version} {kind} is not a kind forcebacklog injects; left as it is",
+                ctx.document,
+                describe(doc)
+            ));
+        }
+        return Ok(());
+    };
+    let object_name = describe(doc);
+    let Some(template) = doc.pointer_mut(pointer) else {
+        return Ok(());
+    };
+    if !template.is_object() {
+        return Ok(());
+    }
+    let mut base = at.clone();
+    base.extend(yaml::pointer_tokens(pointer));
+    let mutation = {
+        let view: PodView<'_> = serde_path_to_error::deserialize(&*template)
+            .map_err(|e| template_error(ctx, &object_name, &base, &e))?;
+        patch::mutate(&view, ctx.defaults, ctx.config)
+    };
+    patch::apply(template, &mutation.ops).map_err(|source| ManifestError::Apply {
+        file: ctx.file.to_owned(),
+        document: ctx.document,
+        object: object_name.clone(),
+        source,
+    })?;
+    ctx.report.templates += 1;
+    match mutation.verdict {
+        plan::Verdict::Inject => ctx.report.injected += 1,
+        plan::Verdict::Skip(_) => ctx.report.skipped += 1,
+        _ => {}
+    }
+    for warning in mutation.warnings {
+        let warning = warning.strip_prefix("forcebacklog: ").unwrap_or(&warning);
+        ctx.warnings.push(format!(
+            "document {} ({object_name}): {warning}",
+            ctx.document
+        ));
+    }
+    ctx.planned.push(Planned {
+        base,
+        ops: mutation.ops,
+    });
+    Ok(())
+}
+
+/// A template's shape error, naming the field from the document's root,
+/// its line, and the fix when a value only needs quoting.
+fn template_error(
+    ctx: &Ctx<'_>,
+    object: &str,
+    base: &[String],
+    error: &serde_path_to_error::Error<serde_json::Error>,
+) -> ManifestError {
+    let mut tokens = base.to_vec();
+    for segment in error.path().iter() {
+        match segment {
+            serde_path_to_error::Segment::Seq { index } => tokens.push(index.to_string()),
+            serde_path_to_error::Segment::Map { key } => tokens.push(key.clone()),
+            _ => {}
+        }
+    }
+    let node = ctx
+        .root
+        .and_then(|root| yaml::walk(root, &tokens))
+        .and_then(|nodes| nodes.last().copied());
+    let mut message = error.inner().to_string();
+    if let Some(yaml::Kind::Scalar { value, .. }) = node
+        .map(|n| &n.kind)
+        .filter(|_| message.contains("expected a string"))
+    {
+        let key = tokens.last().map_or("", String::as_str);
+        message.push_str(&format!(
+            "; quote it: {key}: {}",
+            serde_json::Value::String(value.clone())
+        ));
+    }
+    ManifestError::Template {
+        file: ctx.file.to_owned(),
+        document: ctx.document,
+        object: object.to_owned(),
+        path: display_path(ctx.root, &tokens),
+        line: node.map(|n| n.line),
+        message,
+    }
+}
+
+/// `spec.template.spec.containers[0].env[3].value` for tokens.
+fn display_path(root: Option<&Node>, tokens: &[String]) -> String {
+    let mut path = String::new();
+    let mut at = root;
+    for token in tokens {
+        let is_seq = matches!(at.map(|n| &n.kind), Some(yaml::Kind::Seq { .. }));
+        if is_seq {
+            path.push_str(&format!("[{token}]"));
+        } else {
+            yaml::push_key(&mut path, token);
+        }
+        at = at.and_then(|n| {
+            yaml::walk(n, std::slice::from_ref(token)).and_then(|v| v.last().copied())
+        });
+    }
+    if path.is_empty() {
+        "the pod template".to_owned()
+    } else {
+        path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inject(input: &str, backlog: Option<u16>) -> Injected {
+        inject_str(input, "test.yaml", backlog, &InjectConfig::default()).expect("injects")
+    }
+
+    fn docs(yaml: &str) -> Vec<Value> {
+        read(yaml, "out").expect("output parses")
+    }
+
+    const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations:
+        forcebacklog/value: \"234\"
+    spec:
+      containers:
+      - name: web
+        image: python:3.12-slim
+        ports:
+        - containerPort: 8000
+      volumes:
+      - name: cfg
+        configMap:
+          name: cfg
+          defaultMode: 0644
+";
+
+    #[test]
+    fn annotated_deployment_is_injected_and_idempotent() {
+        let out = inject(DEPLOYMENT, None);
+        let d = &docs(&out.yaml)[0];
+        let t = &d["spec"]["template"];
+        assert_eq!(
+            t["metadata"]["annotations"]["forcebacklog/status"],
+            "injected"
+        );
+        assert_eq!(
+            t["spec"]["initContainers"][0]["name"],
+            "forcebacklog-install"
+        );
+        assert_eq!(t["spec"]["containers"][0]["env"][0]["value"], "234");
+        // YAML 1.1 octal, as Kubernetes reads it.
+        assert_eq!(t["spec"]["volumes"][0]["configMap"]["defaultMode"], 420);
+        // Key order of the input is kept.
+        let keys: Vec<&String> = d.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["apiVersion", "kind", "metadata", "spec"]);
+        let again = inject(&out.yaml, None);
+        assert_eq!(again.yaml, out.yaml);
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    }
+
+    #[test]
+    fn unannotated_templates_need_backlog() {
+        let plain = DEPLOYMENT.replace("forcebacklog/value: \"234\"", "x: y");
+        let out = inject(&plain, None);
+        assert_eq!(docs(&out.yaml), docs(&plain));
+        let out = inject(&plain, Some(77));
+        let t = &docs(&out.yaml)[0]["spec"]["template"];
+        assert_eq!(t["spec"]["containers"][0]["env"][0]["value"], "77");
+        // The template's own value wins over --backlog.
+        let out = inject(DEPLOYMENT, Some(77));
+        let t = &docs(&out.yaml)[0]["spec"]["template"];
+        assert_eq!(t["spec"]["containers"][0]["env"][0]["value"], "234");
+    }
+
+    #[test]
+    fn lists_cronjobs_and_unknown_kinds() {
+        let input = "\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: a}
+  spec:
+    containers: [{name: a, image: x}]
+- apiVersion: v1
+  kind: Service
+  metadata: {name: s}
+  spec: {ports: [{port: 80}]}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: c}
+spec:
+  schedule: '*/5 * * * *'
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: c, image: y}]
+---
+apiVersion: example.com/v1
+kind: Widget
+spec:
+  template:
+    spec:
+      containers: [{name: w}]
+";
+        let out = inject(input, Some(500));
+        let d = docs(&out.yaml);
+        assert_eq!(d.len(), 3);
+        assert_eq!(
+            d[0]["items"][0]["metadata"]["annotations"]["forcebacklog/status"],
+            "injected"
+        );
+        assert_eq!(d[0]["items"][1], docs(input)[0]["items"][1]);
+        let job = &d[1]["spec"]["jobTemplate"]["spec"]["template"];
+        assert_eq!(
+            job["spec"]["initContainers"][0]["name"],
+            "forcebacklog-install"
+        );
+        assert_eq!(d[2], docs(input)[2]);
+        assert!(out.yaml.contains("\n---\n"));
+        assert_eq!(inject(&out.yaml, Some(500)).yaml, out.yaml);
+    }
+
+    #[test]
+    fn skipped_templates_get_a_status_and_a_warning() {
+        let input = DEPLOYMENT.replace("\"234\"", "\"70000\"");
+        let out = inject(&input, None);
+        let t = &docs(&out.yaml)[0]["spec"]["template"];
+        assert_eq!(
+            t["metadata"]["annotations"]["forcebacklog/status"],
+            "skipped: forcebacklog/value: \"70000\" is not a backlog: expected a decimal integer in 1..=65535"
+        );
+        assert!(t["spec"].get("initContainers").is_none());
+        assert_eq!(
+            out.warnings,
+            [
+                "document 1 (Deployment web): pod not injected: forcebacklog/value: \"70000\" is not a backlog: expected a decimal integer in 1..=65535"
+            ]
+        );
+    }
+
+    #[test]
+    fn unquoted_numbers_in_annotations_are_reported() {
+        let input = DEPLOYMENT.replace("\"234\"", "234");
+        let out = inject(&input, None);
+        assert!(
+            out.warnings[0].contains("forcebacklog/value: 234 is not a string"),
+            "{:?}",
+            out.warnings
+        );
+    }
+
+    #[test]
+    fn bad_yaml_names_document_line_and_column() {
+        let input = "a: 1\n---\nkind: Pod\nmetadata: {name: x\n";
+        let err = inject_str(input, "in.yaml", None, &InjectConfig::default()).unwrap_err();
+        let ManifestError::Yaml { document, line, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!((*document, *line > 2), (2, true), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("in.yaml: invalid YAML in document 2 at line "),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "one line: {text}");
+    }
+
+    #[test]
+    fn bad_template_shape_names_the_object() {
+        let input = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec:\n  template:\n    spec:\n      containers: nope\n";
+        let err = inject_str(input, "in.yaml", Some(5), &InjectConfig::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "in.yaml: document 1 (Deployment w): spec.template.spec.containers (line 7): invalid type: string \"nope\", expected a sequence"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_asking_for_the_shim_get_a_warning() {
+        let input = "apiVersion: apps.openshift.io/v1\nkind: DeploymentConfig\nmetadata: {name: d}\nspec:\n  template:\n    metadata:\n      annotations: {forcebacklog/value: \"5\"}\n    spec:\n      containers: [{name: a}]\n";
+        let out = inject(input, None);
+        assert_eq!(docs(&out.yaml), docs(input));
+        assert_eq!(
+            out.warnings,
+            [
+                "document 1 (DeploymentConfig d): apps.openshift.io/v1 DeploymentConfig is not a kind forcebacklog injects; left as it is"
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_input_gives_empty_output() {
+        assert_eq!(inject("", None).yaml, "");
+        // Documents with nothing to change are printed as they were read.
+        assert_eq!(
+            inject("# only a comment\n---\n", None).yaml,
+            "# only a comment\n---\n"
+        );
+        let reformat = |s| {
+            super::inject(s, "t", None, &InjectConfig::default(), Output::Reformat)
+                .expect("injects")
+                .yaml
+        };
+        assert_eq!(reformat("# only a comment\n---\n"), "");
+    }
+}

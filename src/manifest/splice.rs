@@ -1,0 +1,606 @@
+//! RFC 6902 `add` operations applied to YAML *text*: each operation's
+//! target is found in the node tree ([`super::yaml`]) and the addition is
+//! spliced in at the right place, in the file's own indentation and line
+//! endings. Everything else stays byte for byte: comments, quoting, key
+//! order, anchors.
+//!
+//! Operations are located in the tree of the original text. The mutation
+//! core's operations never address a node another operation of the same
+//! pod creates (containers keep their original indices; the init
+//! container is inserted last), so every edit is an insertion or a
+//! replacement at a position of the original text.
+
+use super::yaml::{self, Document, Kind, Node};
+use crate::patch::Op;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+/// One change to the text: `input[at..end]` becomes `text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// Byte offset where the change starts.
+    pub at: usize,
+    /// Byte offset where the replaced text ends (`at`: an insertion).
+    pub end: usize,
+    /// The new text.
+    pub text: String,
+    /// The column of an added line: of two lines added at one place, the
+    /// deeper one goes first (it ends the inner collection).
+    pub indent: usize,
+}
+
+/// How the file writes YAML, learnt from its own text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    /// Extra indentation of a block mapping under its key.
+    pub step: usize,
+    /// Extra indentation of a block sequence's `-` under its key (0: `key:\n- a`).
+    pub seq_offset: usize,
+    /// The line break.
+    pub eol: &'static str,
+}
+
+impl Style {
+    /// The style of `input`: the most common indentation steps of its
+    /// documents (2 and 0 when it has none), and its line break.
+    pub fn detect(input: &str, docs: &[Document]) -> Style {
+        let mut steps = [0usize; 9];
+        let mut offsets = [0usize; 9];
+        for root in docs.iter().filter_map(|d| d.root.as_ref()) {
+            count_steps(input, root, &mut steps, &mut offsets, 0);
+        }
+        let most = |counts: &[usize; 9], default: usize| {
+            let (best, n) = counts
+                .iter()
+                .enumerate()
+                .max_by_key(|&(i, n)| (*n, usize::from(i == default)))
+                .unwrap_or((default, &0));
+            if *n == 0 { default } else { best }
+        };
+        Style {
+            step: most(&steps, 2).max(1),
+            seq_offset: most(&offsets, 0),
+            eol: if input.contains("\r\n") { "\r\n" } else { "\n" },
+        }
+    }
+}
+
+fn count_steps(
+    input: &str,
+    node: &Node,
+    steps: &mut [usize; 9],
+    offsets: &mut [usize; 9],
+    depth: usize,
+) {
+    if depth > 64 {
+        return;
+    }
+    match &node.kind {
+        Kind::Map {
+            flow: false,
+            entries,
+        } => {
+            for (k, v) in entries {
+                let key_col = column(input, k.start);
+                match &v.kind {
+                    Kind::Map { flow: false, .. } => {
+                        if let Some(slot) = column(input, v.start)
+                            .checked_sub(key_col)
+                            .and_then(|d| steps.get_mut(d))
+                        {
+                            *slot += 1;
+                        }
+                    }
+                    Kind::Seq { flow: false, .. } => {
+                        if let Some(slot) = column(input, v.start)
+                            .checked_sub(key_col)
+                            .and_then(|d| offsets.get_mut(d))
+                        {
+                            *slot += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                count_steps(input, v, steps, offsets, depth + 1);
+            }
+        }
+        Kind::Seq { items, .. } => {
+            for item in items {
+                count_steps(input, item, steps, offsets, depth + 1);
+            }
+        }
+        Kind::Map { entries, .. } => {
+            for (_, v) in entries {
+                count_steps(input, v, steps, offsets, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The character column of byte offset `at`.
+pub fn column(input: &str, at: usize) -> usize {
+    let before = input.get(..at).unwrap_or(input);
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    before[line_start..].chars().count()
+}
+
+/// The edits that apply `ops` (addressed relative to the node at `base`)
+/// to the document `doc`, or why they cannot be spliced.
+pub fn edits(
+    input: &str,
+    doc: &Document,
+    base: &[String],
+    ops: &[Op],
+    style: Style,
+) -> Result<Vec<Edit>, String> {
+    let root = doc.root.as_ref().ok_or("the document is empty")?;
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        if op.op != "add" {
+            return Err(format!("{} is not an add operation", op.op));
+        }
+        let value = op
+            .value()
+            .map_err(|e| format!("{}: the value is not JSON: {e}", op.path))?;
+        let mut tokens = base.to_vec();
+        tokens.extend(yaml::pointer_tokens(&op.path));
+        let last = tokens.pop().ok_or("the operation replaces the document")?;
+        let nodes = yaml::walk(root, &tokens)
+            .ok_or_else(|| format!("{} is not written out in the text", op.path))?;
+        if let Some(shared) = nodes.iter().find(|n| doc.aliased.contains(&n.anchor)) {
+            return Err(format!(
+                "{} is inside an anchor (line {}) that an alias repeats",
+                op.path, shared.line
+            ));
+        }
+        let parent = nodes.last().copied().ok_or("no parent")?;
+        let edit = match &parent.kind {
+            Kind::Map { flow, .. } => match parent.get(&last) {
+                Some(existing) => replace(input, parent, existing, &value, style, &doc.aliased)?,
+                None if *flow => flow_add(
+                    input,
+                    parent,
+                    '}',
+                    &format!("{}: {}", scalar_key(&last), flow_text(&value)),
+                )?,
+                None => {
+                    let (at, prefix) = after(input, parent)?;
+                    let col = column(input, parent.start);
+                    let mut text = String::new();
+                    if prefix {
+                        text.push_str(style.eol);
+                    }
+                    text.push_str(&" ".repeat(col));
+                    text.push_str(&scalar_key(&last));
+                    text.push(':');
+                    block_value(&mut text, &value, col, style);
+                    text.push_str(style.eol);
+                    Edit {
+                        at,
+                        end: at,
+                        text,
+                        indent: col,
+                    }
+                }
+            },
+            Kind::Seq { flow, items } => {
+                let first = last == "0" && !items.is_empty();
+                if last != "-" && last != "0" {
+                    return Err(format!(
+                        "{}: only appends and inserts at 0 are spliced",
+                        op.path
+                    ));
+                }
+                match (flow, first) {
+                    (true, false) => flow_add(input, parent, ']', &flow_text(&value))?,
+                    (true, true) => Edit {
+                        at: parent.start + 1,
+                        end: parent.start + 1,
+                        text: format!("{}, ", flow_text(&value)),
+                        indent: usize::MAX,
+                    },
+                    (false, _) => {
+                        if input.as_bytes().get(parent.start) != Some(&b'-') {
+                            return Err(format!("{}: the list's first `-` was not found", op.path));
+                        }
+                        let dash = column(input, parent.start);
+                        let mut item = String::from("-");
+                        block_item(&mut item, &value, dash, style);
+                        if first {
+                            item.push_str(style.eol);
+                            item.push_str(&" ".repeat(dash));
+                            Edit {
+                                at: parent.start,
+                                end: parent.start,
+                                text: item,
+                                indent: dash,
+                            }
+                        } else {
+                            let (at, prefix) = after(input, parent)?;
+                            let text = format!(
+                                "{}{}{item}{}",
+                                if prefix { style.eol } else { "" },
+                                " ".repeat(dash),
+                                style.eol
+                            );
+                            Edit {
+                                at,
+                                end: at,
+                                text,
+                                indent: dash,
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{}: the parent is not a mapping or a list",
+                    op.path
+                ));
+            }
+        };
+        out.push(edit);
+    }
+    Ok(out)
+}
+
+/// The edit that replaces the value `existing` of a key of `parent`.
+fn replace(
+    input: &str,
+    parent: &Node,
+    existing: &Node,
+    value: &Value,
+    style: Style,
+    aliased: &HashSet<usize>,
+) -> Result<Edit, String> {
+    if aliased.contains(&existing.anchor) {
+        return Err(format!(
+            "the value at line {} is repeated by an alias",
+            existing.line
+        ));
+    }
+    match &existing.kind {
+        Kind::Scalar { .. } if existing.start == existing.end => {
+            // `key:` with nothing after it: the scalar sits on the `:`.
+            if input.as_bytes().get(existing.start) != Some(&b':') {
+                return Err(format!(
+                    "line {}: an empty value without its `:`",
+                    existing.line
+                ));
+            }
+            let at = existing.start + 1;
+            let mut text = String::new();
+            if matches!(parent.kind, Kind::Map { flow: true, .. }) {
+                text.push(' ');
+                text.push_str(&flow_text(value));
+            } else {
+                block_value(&mut text, value, column(input, parent.start), style);
+            }
+            Ok(Edit {
+                at,
+                end: at,
+                text,
+                indent: usize::MAX,
+            })
+        }
+        Kind::Scalar { .. } if !existing.is_block_scalar() => Ok(Edit {
+            at: existing.start,
+            end: existing.end,
+            text: flow_text(value),
+            indent: usize::MAX,
+        }),
+        _ => Err(format!(
+            "line {}: replacing a block scalar or a collection is not spliced",
+            existing.line
+        )),
+    }
+}
+
+/// An entry added before the closing bracket of a flow collection.
+fn flow_add(input: &str, node: &Node, close: char, entry: &str) -> Result<Edit, String> {
+    let at = node.end.checked_sub(1).ok_or("empty flow collection")?;
+    if !input[at..].starts_with(close) {
+        return Err(format!(
+            "line {}: the closing {close} was not found",
+            node.line
+        ));
+    }
+    let inside = input[node.start + 1..at].trim_end();
+    let text = if inside.is_empty() || inside.ends_with(',') {
+        entry.to_owned()
+    } else {
+        format!(", {entry}")
+    };
+    Ok(Edit {
+        at,
+        end: at,
+        text,
+        indent: usize::MAX,
+    })
+}
+
+/// Where a line added after the block collection `node` goes: the start of
+/// the line after its last value (after a trailing comment), and whether a
+/// line break must come first (the input ends without one).
+fn after(input: &str, node: &Node) -> Result<(usize, bool), String> {
+    let mut leaf = node;
+    loop {
+        leaf = match &leaf.kind {
+            Kind::Map {
+                flow: false,
+                entries,
+            } => match entries.last() {
+                Some((_, v)) => v,
+                None => break,
+            },
+            Kind::Seq { flow: false, items } => match items.last() {
+                Some(v) => v,
+                None => break,
+            },
+            _ => break,
+        };
+    }
+    if leaf.is_block_scalar() {
+        // The scalar's text runs up to the next token: keep its trailing
+        // lines (part of the value under `|+`), add after them.
+        let text = &input[leaf.start..leaf.end];
+        return match text.rfind('\n') {
+            Some(i) => Ok((leaf.start + i + 1, false)),
+            None => Err(format!(
+                "line {}: a block scalar ends the input without a line break",
+                leaf.line
+            )),
+        };
+    }
+    Ok(match input[leaf.end..].find('\n') {
+        Some(i) => (leaf.end + i + 1, false),
+        None => (input.len(), true),
+    })
+}
+
+/// Where the text of `node` ends: the start of the line after its last
+/// value (`None`: a block scalar ends the input without a line break).
+pub fn end_of(input: &str, node: &Node) -> Option<usize> {
+    after(input, node).ok().map(|(at, _)| at)
+}
+
+/// A key as YAML text.
+fn scalar_key(key: &str) -> String {
+    scalar_text(key)
+}
+
+/// The text after `key:` for `value` in a block mapping whose keys are at `col`.
+fn block_value(out: &mut String, value: &Value, col: usize, style: Style) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                out.push_str(style.eol);
+                out.push_str(&" ".repeat(col + style.step));
+                out.push_str(&scalar_key(k));
+                out.push(':');
+                block_value(out, v, col + style.step, style);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            let dash = col + style.seq_offset;
+            for item in items {
+                out.push_str(style.eol);
+                out.push_str(&" ".repeat(dash));
+                out.push('-');
+                block_item(out, item, dash, style);
+            }
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&flow_text(other));
+        }
+    }
+}
+
+/// The text after `-` for `value` in a block sequence whose `-` is at `dash`.
+fn block_item(out: &mut String, value: &Value, dash: usize, style: Style) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i == 0 {
+                    out.push(' ');
+                } else {
+                    out.push_str(style.eol);
+                    out.push_str(&" ".repeat(dash + 2));
+                }
+                out.push_str(&scalar_key(k));
+                out.push(':');
+                block_value(out, v, dash + 2, style);
+            }
+        }
+        other => {
+            out.push(' ');
+            out.push_str(&flow_text(other));
+        }
+    }
+}
+
+/// `value` in flow style: `{a: 1, b: [x]}`.
+pub fn flow_text(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let entries: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", scalar_key(k), flow_text(v)))
+                .collect();
+            format!("{{{}}}", entries.join(", "))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(flow_text).collect();
+            format!("[{}]", items.join(", "))
+        }
+        Value::String(s) => scalar_text(s),
+        other => other.to_string(),
+    }
+}
+
+/// A string as a YAML scalar that kubectl reads back as that string:
+/// plain when that is unambiguous, double-quoted otherwise.
+pub fn scalar_text(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '=' | '+' | '~' | '@')
+        })
+        && !s.starts_with(['-', '~', '@', '.', '+'])
+        && yaml::resolve_plain(s).is_ok_and(|v| v == Value::String(s.to_owned()));
+    if plain {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `input` with `edits` applied. Of the lines added at one offset, deeper
+/// ones come first; otherwise edits at one offset keep their order.
+pub fn apply(input: &str, mut edits: Vec<Edit>) -> Result<String, String> {
+    edits.sort_by_key(|e| (e.at, std::cmp::Reverse(e.indent)));
+    let extra: usize = edits.iter().map(|e| e.text.len()).sum();
+    let mut out = String::with_capacity(input.len() + extra);
+    let mut cursor = 0;
+    for edit in edits {
+        if edit.at < cursor || edit.end < edit.at {
+            return Err(format!("overlapping edits at byte {}", edit.at));
+        }
+        out.push_str(&input[cursor..edit.at]);
+        out.push_str(&edit.text);
+        cursor = edit.end;
+    }
+    out.push_str(&input[cursor..]);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn splice(input: &str, base: &[&str], ops: &[(&str, &str)]) -> Result<String, String> {
+        let docs = yaml::parse(input).expect("parses");
+        let style = Style::detect(input, &docs);
+        let ops: Vec<Op> = ops
+            .iter()
+            .map(|(path, value)| Op {
+                op: "add",
+                path: (*path).to_owned(),
+                value: serde_json::value::RawValue::from_string((*value).to_owned()).expect("json"),
+            })
+            .collect();
+        let base: Vec<String> = base.iter().map(|s| (*s).to_owned()).collect();
+        let edits = edits(input, &docs[0], &base, &ops, style)?;
+        apply(input, edits)
+    }
+
+    #[test]
+    fn keys_and_items_in_the_files_indentation() {
+        let input = "# top\nspec:\n    containers:\n      - name: a # the app\n        image: x\n    # end of spec\n";
+        let out = splice(
+            input,
+            &["spec"],
+            &[
+                ("/containers/0/env", r#"[{"name":"BACKLOG","value":"5"}]"#),
+                ("/volumes", r#"[{"name":"v","emptyDir":{}}]"#),
+                ("/containers/0", r#"{"name":"init","command":["a","b"]}"#),
+            ],
+        )
+        .expect("splices");
+        assert_eq!(
+            out,
+            "# top\nspec:\n    containers:\n      - name: init\n        command:\n          - a\n          - b\n      - name: a # the app\n        image: x\n        env:\n          - name: BACKLOG\n            value: \"5\"\n    volumes:\n      - name: v\n        emptyDir: {}\n    # end of spec\n"
+        );
+    }
+
+    #[test]
+    fn flow_collections_crlf_and_no_final_line_break() {
+        let input = "spec:\r\n  containers: [{name: a}]\r\n  volumes: []\r\n  x: 1";
+        let out = splice(
+            input,
+            &["spec"],
+            &[
+                ("/containers/0/env", r#"[{"name":"B","value":"5"}]"#),
+                ("/volumes/-", r#"{"name":"v"}"#),
+                ("/initContainers", r#"[{"name":"i"}]"#),
+                ("/containers/0", r#"{"name":"i"}"#),
+            ],
+        )
+        .expect("splices");
+        assert_eq!(
+            out,
+            "spec:\r\n  containers: [{name: i}, {name: a, env: [{name: B, value: \"5\"}]}]\r\n  volumes: [{name: v}]\r\n  x: 1\r\n  initContainers:\r\n  - name: i\r\n"
+        );
+    }
+
+    #[test]
+    fn replaced_and_empty_values() {
+        let input = "metadata:\n  annotations:\n  name: p\nenv:\n- name: LD_PRELOAD\n  value: 'a.so' # keep\n";
+        let out = splice(
+            input,
+            &[],
+            &[
+                (
+                    "/metadata/annotations",
+                    r#"{"forcebacklog/status":"injected"}"#,
+                ),
+                ("/env/0/value", r#""/s.so:a.so""#),
+            ],
+        )
+        .expect("splices");
+        assert_eq!(
+            out,
+            "metadata:\n  annotations:\n    forcebacklog/status: injected\n  name: p\nenv:\n- name: LD_PRELOAD\n  value: \"/s.so:a.so\" # keep\n"
+        );
+    }
+
+    #[test]
+    fn block_scalars_keep_their_value() {
+        let input = "c:\n  args: |+\n    x\n\n  # c\nd: 1\n";
+        let out = splice(input, &["c"], &[("/env", "[]")]).expect("splices");
+        assert_eq!(out, "c:\n  args: |+\n    x\n\n  env: []\n  # c\nd: 1\n");
+        assert!(splice("c:\n  args: |\n    x", &["c"], &[("/env", "[]")]).is_err());
+    }
+
+    #[test]
+    fn aliased_anchors_are_not_spliced() {
+        let input = "a: &x\n  b: 1\nc: *x\n";
+        assert!(splice(input, &["a"], &[("/d", "1")]).is_err());
+    }
+
+    #[test]
+    fn scalars_read_back_as_strings() {
+        for s in [
+            "234", "true", "on", "y", "", " a", "a: b", "0644", "1e3", "~", "null", "-x", "a#b",
+            "\u{2028}", "é",
+        ] {
+            let text = scalar_text(s);
+            let docs = yaml::parse(&format!("k: {text}\n")).expect("parses");
+            let v = yaml::to_json(docs[0].root.as_ref().expect("root")).expect("reads");
+            assert_eq!(v["k"], s, "{s:?} as {text}");
+        }
+        assert_eq!(scalar_text("injected"), "injected");
+        assert_eq!(
+            scalar_text("/opt/forcebacklog/libforcebacklog.so"),
+            "/opt/forcebacklog/libforcebacklog.so"
+        );
+    }
+}
