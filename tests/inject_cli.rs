@@ -2,6 +2,9 @@
 //! bad input, and the 34 real-world manifests of the Istio injection corpus
 //! (`../shared/corpus/istio-inject`).
 
+mod inject_support;
+
+use inject_support::{lines_kept, strip_injection};
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,11 +46,12 @@ fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("utf-8 output")
 }
 
-/// Parses YAML the way Kubernetes does (YAML 1.1 octal).
+/// Parses YAML the way Kubernetes does (YAML 1.1), skipping empty documents.
 fn parse(yaml: &str) -> Vec<Value> {
-    let mut options = serde_saphyr::Options::default();
-    options.legacy_octal_numbers = true;
-    serde_saphyr::from_multiple_with_options(yaml, options).expect("valid YAML")
+    inject_support::read(yaml)
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
 }
 
 /// The pod templates of a document, with a path for messages.
@@ -115,62 +119,6 @@ fn typed(doc: &Value) {
 
 fn status(template: &Value) -> Option<&str> {
     template["metadata"]["annotations"]["forcebacklog/status"].as_str()
-}
-
-/// Removes everything injection adds, so that input and output can be
-/// compared: proves nothing else changed.
-fn strip_injection(doc: &mut Value) {
-    match doc {
-        Value::Object(map) => {
-            for key in [
-                "initContainers",
-                "containers",
-                "volumes",
-                "volumeMounts",
-                "env",
-            ] {
-                if let Some(Value::Array(items)) = map.get_mut(key) {
-                    items.retain(|item| {
-                        let name = item["name"].as_str().unwrap_or("");
-                        !matches!(
-                            name,
-                            "forcebacklog-install"
-                                | "forcebacklog-shim"
-                                | "BACKLOG"
-                                | "LD_PRELOAD"
-                                | "FORCEBACKLOG_MODE"
-                                | "FORCEBACKLOG_PORTS"
-                        )
-                    });
-                }
-            }
-            if let Some(Value::Object(annotations)) = map.get_mut("annotations") {
-                annotations.remove("forcebacklog/status");
-            }
-            for value in map.values_mut() {
-                strip_injection(value);
-            }
-            map.retain(|key, value| {
-                let empty = match value {
-                    Value::Array(a) => a.is_empty(),
-                    Value::Object(o) => o.is_empty(),
-                    _ => false,
-                };
-                !(empty
-                    && matches!(
-                        key.as_str(),
-                        "initContainers"
-                            | "volumes"
-                            | "volumeMounts"
-                            | "env"
-                            | "annotations"
-                            | "metadata"
-                    ))
-            });
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_injection),
-        _ => {}
-    }
 }
 
 #[test]
@@ -429,6 +377,10 @@ fn istio_corpus_with_backlog_234() {
         stripped.iter_mut().for_each(strip_injection);
         expected.iter_mut().for_each(strip_injection);
         assert_eq!(stripped, expected, "{name}: only injection differs");
+        // The input's text is all there: only lines were added.
+        if let Err(e) = lines_kept(&input, &yaml) {
+            panic!("{name}: {e}");
+        }
         // Idempotent.
         let again = stdout(&inject(&["--backlog", "234", "-f", "-"], &yaml));
         assert_eq!(again, yaml, "{name}: inject of its own output");
@@ -438,4 +390,232 @@ fn istio_corpus_with_backlog_234() {
         "one template per file, two in hello-multi, none in deploymentconfig, \
          none in only-proxy-container"
     );
+}
+
+/// The stderr of a failed run: exactly one line.
+fn one_error(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr.clone()).expect("utf-8");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err.trim_end().to_owned()
+}
+
+#[test]
+fn a_final_block_scalar_keeps_its_value() {
+    // No final line break: YAML, libyaml and kubectl read "line".
+    for header in ["|", "|+", ">", "|-", ">+"] {
+        let input = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: {header}\n    line"
+        );
+        let out = stdout(&inject(&["-f", "-"], &input));
+        assert_eq!(out, input, "printed as read");
+        assert_eq!(parse(&out)[0]["data"]["k"], "line", "{header}");
+        let reformatted = stdout(&inject(&["--reformat", "-f", "-"], &input));
+        assert_eq!(parse(&reformatted)[0]["data"]["k"], "line", "{header}");
+    }
+}
+
+#[test]
+fn duplicate_keys_name_the_document_key_and_lines() {
+    let input = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: a\n        image: b\n";
+    let err = one_error(&inject(&["-f", "-"], input));
+    assert_eq!(
+        err,
+        "forcebacklog: -: document 2 (Deployment web): spec.template.spec.containers[0]: key \"image\" appears twice (lines 14 and 15); remove one (kubectl rejects duplicate fields too)"
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_the_field_and_the_fix() {
+    let input = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        env: [{name: A, value: a}, {name: B, value: b}, {name: C, value: c}, {name: X, value: true}]\n";
+    let err = one_error(&inject(&["-f", "-", "--backlog", "5"], input));
+    assert_eq!(
+        err,
+        "forcebacklog: -: document 1 (Deployment web): spec.template.spec.containers[0].env[3].value (line 10): invalid type: boolean `true`, expected a string; quote it: value: \"true\""
+    );
+    let err = one_error(&inject(
+        &["-f", "-"],
+        "kind: Pod\napiVersion: v1\nmetadata: {name: p}\nspec:\n  containers:\n  - name: a\n    volumeMounts: {}\n",
+    ));
+    assert!(
+        err.starts_with("forcebacklog: -: document 1 (Pod p): spec.containers[0].volumeMounts (line 7): invalid type: map"),
+        "{err}"
+    );
+    let err = one_error(&inject(
+        &["-f", "-"],
+        "kind: ConfigMap\nmetadata: {name: c}\ndata:\n  a: .inf\n",
+    ));
+    assert_eq!(
+        err,
+        "forcebacklog: -: document 1 (ConfigMap c): data.a (line 4): .inf is not a number JSON can hold (kubectl rejects it too); quote it: \".inf\""
+    );
+}
+
+#[test]
+fn removed_api_groups_are_left_unchanged_with_a_warning() {
+    for (api, kind) in [
+        ("extensions/v1beta1", "Deployment"),
+        ("extensions/v1beta1", "DaemonSet"),
+        ("extensions/v1beta1", "ReplicaSet"),
+        ("apps/v1beta1", "Deployment"),
+        ("apps/v1beta2", "DaemonSet"),
+        ("apps/v1beta2", "StatefulSet"),
+    ] {
+        let input = format!(
+            "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: old\nspec:\n  template:\n    spec:\n      containers:\n      - name: a\n        image: x\n"
+        );
+        let out = inject(&["-f", "-", "--backlog", "300"], &input);
+        assert_eq!(stdout(&out), input, "unchanged");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "forcebacklog: warning: document 1 ({kind} old): apiVersion {api} for {kind} was removed in Kubernetes 1.16 and no cluster serves it; left unchanged: change apiVersion to apps/v1 (which requires spec.selector) and run inject again\n"
+            )
+        );
+    }
+}
+
+#[test]
+fn yaml_1_1_is_read_as_kubectl_reads_it() {
+    // kubectl reads YAML 1.1: the plain keys and values on/off/yes/no/y/n
+    // are booleans (keys become "true"/"false"); quoted ones are strings.
+    let input = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec:\n  on: 1\n  off: 2\n  flags: [yes, no, y, n, On, OFF, 'yes', \"on\"]\n  mode: 0644\n";
+    let docs = parse(&stdout(&inject(&["-f", "-"], input)));
+    assert_eq!(
+        docs[0]["spec"],
+        serde_json::json!({"true": 1, "false": 2,
+                           "flags": [true, false, true, false, true, false, "yes", "on"], "mode": 420})
+    );
+    // The normalised output says the same thing in a way no reader can misread.
+    let reformatted = stdout(&inject(&["--reformat", "-f", "-"], input));
+    assert_eq!(parse(&reformatted), docs);
+    assert!(
+        reformatted.contains("'true': 1") || reformatted.contains("\"true\": 1"),
+        "{reformatted}"
+    );
+    // An annotation written `yes` is a boolean, not the string "true": not injected.
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    forcebacklog/inject: yes\nspec:\n  containers:\n  - name: a\n";
+    let out = inject(&["-f", "-"], pod);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("forcebacklog/inject"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Deployment as people commit them: comments, anchors, quoting, flow
+/// style, an odd indentation.
+const COMMENTED: &str = r#"# The web tier.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web # the name
+  labels: &labels
+    app: web
+spec:
+  selector:
+    matchLabels: *labels
+  template:
+    metadata:
+      labels: *labels
+      annotations:
+        forcebacklog/value: '512'   # raised for the burst
+    spec:
+      containers:
+          # the app
+          - name: web
+            image: 'python:3.12-slim'
+            args: ["-m", "http.server"]
+            env:
+              - {name: MODE, value: "fast"}  # flow style
+            resources: {}
+          - name: side
+            image: busybox
+            command:
+              - sh
+              - -c
+              - |
+                while true; do
+                  sleep 5
+                done
+      # the end
+---
+# A config.
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data:
+  on: "x"   # a key kubectl reads as "true"
+  mode: 0644
+"#;
+
+#[test]
+fn comments_and_formatting_are_kept() {
+    for eol in ["\n", "\r\n"] {
+        let input = COMMENTED.replace('\n', eol);
+        let out = inject(&["-f", "-"], &input);
+        let yaml = stdout(&out);
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let added = lines_kept(&input, &yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert!(added > 20, "{added} lines added");
+        // Every added line is in the file's indentation and line endings.
+        assert!(
+            !yaml.replace("\r\n", "").contains('\n') || eol == "\n",
+            "{yaml:?}"
+        );
+        assert!(
+            yaml.contains(&format!("          - name: BACKLOG{eol}")),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains(&format!("            volumeMounts:{eol}")),
+            "{yaml}"
+        );
+        // The values are those of the normalised output.
+        let reformatted = stdout(&inject(&["--reformat", "-f", "-"], &input));
+        assert!(!reformatted.contains('#'));
+        assert_eq!(parse(&yaml), parse(&reformatted));
+        let docs = parse(&yaml);
+        let t = &docs[0]["spec"]["template"];
+        assert_eq!(status(t), Some("injected"));
+        assert_eq!(t["spec"]["containers"][0]["env"][1]["value"], "512");
+        // Nothing else changed.
+        let mut stripped = docs.clone();
+        let mut original = parse(&input);
+        stripped.iter_mut().for_each(strip_injection);
+        original.iter_mut().for_each(strip_injection);
+        assert_eq!(stripped, original);
+        // The ConfigMap is printed byte for byte, and everything is idempotent.
+        assert!(yaml.ends_with(&input[input.find("---").expect("two documents")..]));
+        assert_eq!(stdout(&inject(&["-f", "-"], &yaml)), yaml);
+    }
+}
+
+#[test]
+fn anchors_shared_with_the_template_fall_back_to_normalised_output() {
+    // The containers are an alias: adding to them would change the anchor's
+    // other use too. The document is written normalised, with a warning.
+    let input = "x-containers: &c\n- name: a\n  image: x\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: p}\n  spec:\n    containers: &c2\n    - name: a\n      image: x\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: q}\n  spec:\n    containers: *c2\n";
+    let out = inject(&["-f", "-", "--backlog", "7"], input);
+    let yaml = stdout(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("document 2 (List): written normalised, without its comments: the injection cannot be spliced into the text"),
+        "{err}"
+    );
+    let docs = parse(&yaml);
+    for item in docs[1]["items"].as_array().expect("items") {
+        assert_eq!(status(item), Some("injected"));
+        assert_eq!(item["spec"]["containers"][0]["env"][0]["value"], "7");
+    }
+    assert!(
+        yaml.starts_with("x-containers: &c\n- name: a\n  image: x\n---\n"),
+        "{yaml}"
+    );
+    assert_eq!(stdout(&inject(&["-f", "-", "--backlog", "7"], &yaml)), yaml);
 }

@@ -1,28 +1,40 @@
-//! `inject` re-writes every document it reads: whatever it does not inject
-//! must come back with the same meaning. Arbitrary strings, numbers and
-//! Kubernetes-looking scalars round-trip through `inject_str`.
+//! Whatever `inject` does not inject must read back exactly as it was
+//! read: arbitrary strings, numbers and Kubernetes-looking scalars written
+//! by a YAML library, and generated YAML text with block scalars of every
+//! chomping indicator (at the end of the file, with and without a final
+//! line break), CRLF line endings, anchors, aliases and tags.
+
+mod inject_support;
 
 use forcebacklog::config::InjectConfig;
-use forcebacklog::manifest::inject_str;
+use forcebacklog::manifest::{Output, inject, inject_str};
+use inject_support::{lines_kept, strip_injection};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-/// Reads YAML the way `inject` does (YAML 1.1 octal, as Kubernetes).
+/// Reads YAML the way `inject` does (as kubectl: YAML 1.1).
 fn parse(yaml: &str) -> Vec<Value> {
-    let mut options = serde_saphyr::Options::default();
-    options.legacy_octal_numbers = true;
-    serde_saphyr::from_multiple_with_options(yaml, options).expect("valid YAML")
+    inject_support::read(yaml)
 }
 
 fn round_trip(doc: &Value) {
     let input = serde_saphyr::to_string(doc).expect("YAML");
-    let out = inject_str(&input, "t.yaml", Some(100), &InjectConfig::default()).expect("inject");
-    assert_eq!(
-        parse(&out.yaml),
-        vec![doc.clone()],
-        "input:\n{input}\noutput:\n{}",
-        out.yaml
-    );
+    for output in [Output::Splice, Output::Reformat] {
+        let out = inject(
+            &input,
+            "t.yaml",
+            Some(100),
+            &InjectConfig::default(),
+            output,
+        )
+        .expect("inject");
+        assert_eq!(
+            parse(&out.yaml),
+            vec![doc.clone()],
+            "input:\n{input}\noutput:\n{}",
+            out.yaml
+        );
+    }
 }
 
 #[test]
@@ -119,5 +131,213 @@ proptest! {
         prop_assert_eq!(&docs[0]["spec"]["containers"][0]["args"], &pod["spec"]["containers"][0]["args"]);
         let again = inject_str(&out.yaml, "t.yaml", Some(100), &InjectConfig::default()).expect("inject");
         prop_assert_eq!(again.yaml, out.yaml);
+    }
+}
+
+/// A block scalar as written in a generated file.
+#[derive(Debug, Clone)]
+struct Block {
+    /// `|`, `|-`, `|+`, `>`, `>-`, `>+`.
+    indicator: &'static str,
+    /// Content lines (one word each).
+    lines: Vec<String>,
+    /// Empty lines after the content.
+    blank: usize,
+    /// `&aN` on it, and an alias to it after it (ConfigMap entries only).
+    anchor: bool,
+    /// `!!str` on it.
+    tag: bool,
+}
+
+impl Block {
+    /// `key: <header>` and the indented lines, each ending in `eol`.
+    fn write(&self, out: &mut String, key: &str, indent: usize, id: usize, eol: &str) {
+        let pad = " ".repeat(indent);
+        out.push_str(&format!("{pad}{key}: "));
+        if self.anchor {
+            out.push_str(&format!("&a{id} "));
+        }
+        if self.tag {
+            out.push_str("!!str ");
+        }
+        out.push_str(self.indicator);
+        out.push_str(eol);
+        for line in &self.lines {
+            out.push_str(&format!("{pad}  {line}{eol}"));
+        }
+        for _ in 0..self.blank {
+            out.push_str(eol);
+        }
+    }
+
+    /// The value YAML gives it; `at_end`: it ends the input, whose final
+    /// line break was removed.
+    fn value(&self, at_end: bool) -> String {
+        let content = if self.indicator.starts_with('|') {
+            self.lines.join("\n")
+        } else {
+            self.lines.join(" ")
+        };
+        let breaks = if at_end { self.blank } else { self.blank + 1 };
+        match &self.indicator[1..] {
+            "-" => content,
+            "+" => content + &"\n".repeat(breaks),
+            _ => content + if breaks > 0 { "\n" } else { "" },
+        }
+    }
+}
+
+fn block() -> impl Strategy<Value = Block> {
+    (
+        prop::sample::select(vec!["|", "|-", "|+", ">", ">-", ">+"]),
+        prop::collection::vec("[a-z]{1,6}", 1..4),
+        0..3usize,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(indicator, lines, blank, anchor, tag)| Block {
+            indicator,
+            lines,
+            blank,
+            anchor,
+            tag,
+        })
+}
+
+/// A generated stream: a ConfigMap of block scalars and a Pod whose
+/// annotation and last container field are block scalars.
+#[derive(Debug, Clone)]
+struct Stream {
+    data: Vec<Block>,
+    note: Block,
+    working_dir: Block,
+    pod_first: bool,
+    crlf: bool,
+    final_break: bool,
+}
+
+fn stream() -> impl Strategy<Value = Stream> {
+    (
+        prop::collection::vec(block(), 1..4),
+        block(),
+        block(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(data, note, working_dir, pod_first, crlf, final_break)| Stream {
+                data,
+                note: Block {
+                    anchor: false,
+                    ..note
+                },
+                working_dir: Block {
+                    anchor: false,
+                    ..working_dir
+                },
+                pod_first,
+                crlf,
+                final_break,
+            },
+        )
+}
+
+impl Stream {
+    /// The text, and the values it must read as: the ConfigMap's data,
+    /// the Pod's note, the Pod's workingDir.
+    fn render(&self) -> (String, Value, String, String) {
+        let eol = if self.crlf { "\r\n" } else { "\n" };
+        let mut config = format!(
+            "apiVersion: v1{eol}kind: ConfigMap{eol}metadata:{eol}  name: c{eol}data:{eol}"
+        );
+        let mut data = serde_json::Map::new();
+        for (i, b) in self.data.iter().enumerate() {
+            b.write(&mut config, &format!("k{i}"), 2, i, eol);
+            if b.anchor {
+                config.push_str(&format!("  copy{i}: *a{i}{eol}"));
+            }
+        }
+        let mut pod = format!(
+            "apiVersion: v1{eol}kind: Pod{eol}metadata:{eol}  name: p{eol}  annotations:{eol}"
+        );
+        self.note.write(&mut pod, "note", 4, 100, eol);
+        pod.push_str(&format!(
+            "spec:{eol}  containers:{eol}  - name: a{eol}    image: x{eol}"
+        ));
+        self.working_dir.write(&mut pod, "workingDir", 4, 101, eol);
+        let (first, second) = if self.pod_first {
+            (&pod, &config)
+        } else {
+            (&config, &pod)
+        };
+        let mut text = format!("{first}---{eol}{second}");
+        if !self.final_break {
+            text.truncate(text.len() - eol.len());
+        }
+        let at_end = |last: bool| last && !self.final_break;
+        let last_data = self.data.len() - 1;
+        for (i, b) in self.data.iter().enumerate() {
+            let end = at_end(self.pod_first && i == last_data && !b.anchor);
+            data.insert(format!("k{i}"), Value::String(b.value(end)));
+            if b.anchor {
+                data.insert(format!("copy{i}"), Value::String(b.value(false)));
+            }
+        }
+        (
+            text,
+            Value::Object(data),
+            self.note.value(false),
+            self.working_dir.value(at_end(!self.pod_first)),
+        )
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Every value outside the additions reads back exactly as YAML defines
+    /// it, the input's lines are all in the output, and a second run
+    /// changes nothing.
+    #[test]
+    fn generated_yaml_keeps_every_value(s in stream()) {
+        let (input, data, note, working_dir) = s.render();
+        let config = InjectConfig::default();
+        let (pod, cm) = if s.pod_first { (0, 1) } else { (1, 0) };
+        let read = parse(&input);
+        prop_assert_eq!(&read[cm]["data"], &data, "the reader: {:?}", input);
+        prop_assert_eq!(&read[pod]["metadata"]["annotations"]["note"], &Value::String(note.clone()));
+        prop_assert_eq!(&read[pod]["spec"]["containers"][0]["workingDir"], &Value::String(working_dir.clone()));
+
+        for output in [Output::Splice, Output::Reformat] {
+            let out = inject(&input, "g.yaml", Some(100), &config, output).expect("inject");
+            let docs = parse(&out.yaml);
+            prop_assert_eq!(&docs[cm]["data"], &data, "{:?}\n{}", output, out.yaml);
+            let p = &docs[pod];
+            prop_assert_eq!(&p["metadata"]["annotations"]["forcebacklog/status"], "injected");
+            prop_assert_eq!(&p["metadata"]["annotations"]["note"], &Value::String(note.clone()));
+            prop_assert_eq!(&p["spec"]["containers"][0]["workingDir"], &Value::String(working_dir.clone()));
+            prop_assert_eq!(&p["spec"]["containers"][0]["env"][0]["value"], "100");
+            let mut stripped = docs.clone();
+            let mut original = read.clone();
+            stripped.iter_mut().for_each(strip_injection);
+            original.iter_mut().for_each(strip_injection);
+            prop_assert_eq!(stripped, original);
+            let again = inject(&out.yaml, "g.yaml", Some(100), &config, output).expect("inject");
+            prop_assert_eq!(&again.yaml, &out.yaml);
+            if output == Output::Splice {
+                // Only a block scalar that ends the file without a line
+                // break cannot have a line added after it.
+                let unspliceable = !s.pod_first && !s.final_break && s.working_dir.blank == 0;
+                prop_assert_eq!(out.report.normalised, usize::from(unspliceable), "{}", out.yaml);
+                if !unspliceable {
+                    let kept = lines_kept(&input, &out.yaml);
+                    prop_assert!(kept.is_ok(), "{:?}\n{}", kept, out.yaml);
+                    if s.crlf {
+                        prop_assert!(!out.yaml.replace("\r\n", "").contains('\n'), "{:?}", out.yaml);
+                    }
+                }
+            }
+        }
     }
 }

@@ -344,6 +344,13 @@ fn after(input: &str, node: &Node) -> Result<(usize, bool), String> {
         };
     }
     if leaf.is_block_scalar() {
+        if leaf.end >= input.len() && !input.ends_with('\n') {
+            // A line break after it would become part of its value.
+            return Err(format!(
+                "line {}: a block scalar ends the input without a line break",
+                leaf.line
+            ));
+        }
         // The scalar's text runs up to the next token: keep its trailing
         // lines (part of the value under `|+`), add after them.
         let text = &input[leaf.start..leaf.end];
@@ -578,6 +585,7 @@ mod tests {
         let out = splice(input, &["c"], &[("/env", "[]")]).expect("splices");
         assert_eq!(out, "c:\n  args: |+\n    x\n\n  env: []\n  # c\nd: 1\n");
         assert!(splice("c:\n  args: |\n    x", &["c"], &[("/env", "[]")]).is_err());
+        assert!(splice("c:\n  args: |\n    x\n    y", &["c"], &[("/env", "[]")]).is_err());
     }
 
     #[test]
