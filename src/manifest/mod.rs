@@ -340,12 +340,40 @@ fn splice_all(
                 }
             }
         }
+        let shifts: Vec<(usize, isize)> = edits
+            .iter()
+            .map(|e| {
+                let grown = e.text.len().cast_signed() - (e.end - e.at).cast_signed();
+                (e.at, grown)
+            })
+            .collect();
         let text = splice::apply(input, edits).map_err(|_| ManifestError::ReadBack {
             file: file.to_owned(),
             document: 1,
             object: "stream".to_owned(),
         })?;
-        // Read the result back: every document must be what the operations made.
+        // Read the result back: every document must be what the operations
+        // made. The changed documents alone first (their text read on its
+        // own); the whole stream when that is not conclusive.
+        if changed_read_back(&text, docs, values, planned, &shifts, input) {
+            report.normalised = normalised.len();
+            report.spliced = planned
+                .iter()
+                .filter(|t| t.iter().any(|t| !t.ops.is_empty()))
+                .count()
+                - normalised.len();
+            for (i, reason) in &normalised {
+                let object = docs[*i]
+                    .root
+                    .as_ref()
+                    .map_or_else(String::new, describe_node);
+                warnings.push(format!(
+                    "document {} ({object}): written normalised, without its comments: the injection cannot be spliced into the text: {reason}",
+                    i + 1
+                ));
+            }
+            return Ok(text);
+        }
         let wrong = match parse(&text, file) {
             Ok(out) if out.len() == docs.len() => (0..docs.len())
                 .find(|&i| doc_value(&out[i], file, i + 1).ok().as_ref() != Some(&values[i])),
@@ -398,6 +426,50 @@ fn splice_all(
         document: 1,
         object: "stream".to_owned(),
     })
+}
+
+/// Whether every changed document's text in `text` (the input with edits
+/// that grew it by `shifts` at their offsets) reads as its injected value.
+fn changed_read_back(
+    text: &str,
+    docs: &[yaml::Document],
+    values: &[Value],
+    planned: &[Vec<Planned>],
+    shifts: &[(usize, isize)],
+    input: &str,
+) -> bool {
+    let moved = |at: usize, inclusive: bool| {
+        let grown: isize = shifts
+            .iter()
+            .filter(|(e, _)| *e < at || (inclusive && *e == at))
+            .map(|(_, g)| g)
+            .sum();
+        at.checked_add_signed(grown)
+    };
+    docs.iter()
+        .zip(planned)
+        .enumerate()
+        .all(|(i, (doc, templates))| {
+            if templates.iter().all(|t| t.ops.is_empty()) {
+                return true;
+            }
+            let Some(root) = &doc.root else { return false };
+            let end = splice::end_of(input, root).unwrap_or(input.len());
+            let (Some(from), Some(to)) = (moved(root.start, false), moved(end, true)) else {
+                return false;
+            };
+            let Some(region) = text.get(from..to) else {
+                return false;
+            };
+            match yaml::parse(region) {
+                Ok(out) if out.len() == 1 => out[0]
+                    .root
+                    .as_ref()
+                    .and_then(|r| yaml::to_json(r).ok())
+                    .is_some_and(|v| v == values[i]),
+                _ => false,
+            }
+        })
 }
 
 /// The edit that writes a whole document normalised.
