@@ -25,7 +25,9 @@
 //! - [`patch`]: a plan → RFC 6902 operations against the raw pod JSON.
 //! - [`review`]: AdmissionReview bytes in → AdmissionReview bytes out
 //!   (uid echoed, base64 patch, warnings), for `/mutate` and `/validate`.
-//! - [`manifest`]: YAML documents → pod templates, for `forcebacklog inject`.
+//! - [`manifest`]: YAML documents → pod templates, for `forcebacklog inject`;
+//!   the operations are spliced into the original text (`manifest::splice`)
+//!   located through a tree with positions (`manifest::yaml`).
 //! - [`server`]: the HTTPS webhook (axum + rustls, certificates reloaded
 //!   from disk), the admin port (`/healthz`, `/readyz`, `/metrics`) and
 //!   graceful shutdown.
