@@ -619,3 +619,18 @@ fn anchors_shared_with_the_template_fall_back_to_normalised_output() {
     );
     assert_eq!(stdout(&inject(&["-f", "-", "--backlog", "7"], &yaml)), yaml);
 }
+
+#[test]
+fn json_input_stays_json() {
+    // `kubectl get -o json | forcebacklog inject -f -`: JSON is YAML; the
+    // additions are written as JSON so that the output is JSON too.
+    let yaml = std::fs::read_to_string(repo("examples/deployment.yaml")).expect("example");
+    let json = serde_json::to_string_pretty(&parse(&yaml)[0]).expect("JSON") + "\n";
+    let out = stdout(&inject(&["-f", "-"], &json));
+    let value: Value = serde_json::from_str(&out).expect("the output is JSON");
+    assert_eq!(status(&value["spec"]["template"]), Some("injected"));
+    let reformatted = stdout(&inject(&["--reformat", "-f", "-"], &json));
+    assert_eq!(vec![value], parse(&reformatted));
+    lines_kept(&json, &out).expect("only additions, line by line");
+    assert_eq!(stdout(&inject(&["-f", "-"], &out)), out);
+}

@@ -136,6 +136,22 @@ pub fn edits(
     style: Style,
 ) -> Result<Vec<Edit>, String> {
     let root = doc.root.as_ref().ok_or("the document is empty")?;
+    // A JSON document (`kubectl get -o json`) gets JSON additions.
+    let json = is_json(root);
+    let flow_of = |value: &Value| {
+        if json {
+            value.to_string()
+        } else {
+            flow_text(value)
+        }
+    };
+    let key = |k: &str| {
+        if json {
+            Value::String(k.to_owned()).to_string()
+        } else {
+            scalar_key(k)
+        }
+    };
     let mut out = Vec::with_capacity(ops.len());
     for op in ops {
         if op.op != "add" {
@@ -158,12 +174,13 @@ pub fn edits(
         let parent = nodes.last().copied().ok_or("no parent")?;
         let edit = match &parent.kind {
             Kind::Map { flow, .. } => match parent.get(&last) {
+                Some(existing) if json => replace_json(existing, &value, &doc.aliased)?,
                 Some(existing) => replace(input, parent, existing, &value, style, &doc.aliased)?,
                 None if *flow => flow_add(
                     input,
                     parent,
                     '}',
-                    &format!("{}: {}", scalar_key(&last), flow_text(&value)),
+                    &format!("{}: {}", key(&last), flow_of(&value)),
                 )?,
                 None => {
                     let (at, prefix) = after(input, parent)?;
@@ -194,11 +211,11 @@ pub fn edits(
                     ));
                 }
                 match (flow, first) {
-                    (true, false) => flow_add(input, parent, ']', &flow_text(&value))?,
+                    (true, false) => flow_add(input, parent, ']', &flow_of(&value))?,
                     (true, true) => Edit {
                         at: parent.start + 1,
                         end: parent.start + 1,
-                        text: format!("{}, ", flow_text(&value)),
+                        text: format!("{}, ", flow_of(&value)),
                         indent: usize::MAX,
                     },
                     (false, _) => {
@@ -299,16 +316,23 @@ fn replace(
     }
 }
 
-/// An entry added before the closing bracket of a flow collection.
+/// An entry added after the last entry of a flow collection (or on the
+/// line of its closing bracket when a comment ends the line before it).
 fn flow_add(input: &str, node: &Node, close: char, entry: &str) -> Result<Edit, String> {
-    let at = node.end.checked_sub(1).ok_or("empty flow collection")?;
-    if !input[at..].starts_with(close) {
+    let bracket = node.end.checked_sub(1).ok_or("empty flow collection")?;
+    if !input[bracket..].starts_with(close) {
         return Err(format!(
             "line {}: the closing {close} was not found",
             node.line
         ));
     }
-    let inside = input[node.start + 1..at].trim_end();
+    let inside = input[node.start + 1..bracket].trim_end();
+    let last_line = inside.rsplit('\n').next().unwrap_or(inside);
+    let at = if last_line.contains('#') {
+        bracket
+    } else {
+        node.start + 1 + inside.len()
+    };
     let text = if inside.is_empty() || inside.ends_with(',') {
         entry.to_owned()
     } else {
@@ -318,6 +342,41 @@ fn flow_add(input: &str, node: &Node, close: char, entry: &str) -> Result<Edit, 
         at,
         end: at,
         text,
+        indent: usize::MAX,
+    })
+}
+
+/// Whether a document is JSON: a flow mapping with a double-quoted first key.
+fn is_json(root: &Node) -> bool {
+    match &root.kind {
+        Kind::Map {
+            flow: true,
+            entries,
+        } => entries.first().is_some_and(|(k, _)| {
+            matches!(
+                k.kind,
+                Kind::Scalar {
+                    style: granit_parser::ScalarStyle::DoubleQuoted,
+                    ..
+                }
+            )
+        }),
+        _ => false,
+    }
+}
+
+/// The edit that replaces a scalar value in a JSON document.
+fn replace_json(existing: &Node, value: &Value, aliased: &HashSet<usize>) -> Result<Edit, String> {
+    if aliased.contains(&existing.anchor) || !matches!(existing.kind, Kind::Scalar { .. }) {
+        return Err(format!(
+            "line {}: only a scalar is replaced in a JSON document",
+            existing.line
+        ));
+    }
+    Ok(Edit {
+        at: existing.start,
+        end: existing.end,
+        text: value.to_string(),
         indent: usize::MAX,
     })
 }
@@ -586,6 +645,30 @@ mod tests {
         assert_eq!(out, "c:\n  args: |+\n    x\n\n  env: []\n  # c\nd: 1\n");
         assert!(splice("c:\n  args: |\n    x", &["c"], &[("/env", "[]")]).is_err());
         assert!(splice("c:\n  args: |\n    x\n    y", &["c"], &[("/env", "[]")]).is_err());
+    }
+
+    #[test]
+    fn json_documents_get_json() {
+        let input = "{\n  \"metadata\": {\"name\": \"p\"},\n  \"spec\": {\n    \"containers\": [\n      {\"name\": \"a\", \"env\": [{\"name\": \"LD_PRELOAD\", \"value\": \"x.so\"}]}\n    ]\n  }\n}\n";
+        let out = splice(
+            input,
+            &[],
+            &[
+                (
+                    "/metadata/annotations",
+                    r#"{"forcebacklog/status":"injected"}"#,
+                ),
+                ("/spec/containers/0/env/0/value", r#""/s.so:x.so""#),
+                ("/spec/initContainers", r#"[{"name":"i"}]"#),
+            ],
+        )
+        .expect("splices");
+        assert_eq!(
+            out,
+            "{\n  \"metadata\": {\"name\": \"p\", \"annotations\": {\"forcebacklog/status\":\"injected\"}},\n  \"spec\": {\n    \"containers\": [\n      {\"name\": \"a\", \"env\": [{\"name\": \"LD_PRELOAD\", \"value\": \"/s.so:x.so\"}]}\n    ], \"initContainers\": [{\"name\":\"i\"}]\n  }\n}\n"
+        );
+        let v: Value = serde_json::from_str(&out).expect("still JSON");
+        assert_eq!(v["spec"]["initContainers"][0]["name"], "i");
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub fn strip_injection(doc: &mut Value) {
 
 /// Whether every line of `input` is in `output`, byte for byte and in
 /// order, so that the output is the input with lines added (a final line
-/// without a line break may gain one). Returns the number of added lines.
+/// without a line break may gain one; a line may gain flow entries `, …`
+/// at its end). Returns the number of added lines.
 pub fn lines_kept(input: &str, output: &str) -> Result<usize, String> {
     let mut out = output.split_inclusive('\n');
     let mut added = 0;
@@ -82,7 +83,14 @@ pub fn lines_kept(input: &str, output: &str) -> Result<usize, String> {
                     i + 1
                 ));
             };
-            let same = if last_without_break {
+            // A flow collection's entries may be added at the end of a line.
+            let grown = line.ends_with('\n')
+                && candidate
+                    .strip_prefix(line.trim_end_matches(['\n', '\r']))
+                    .is_some_and(|rest| rest.starts_with(", "));
+            let same = if grown {
+                true
+            } else if last_without_break {
                 candidate
                     .strip_suffix('\n')
                     .map(|c| c.strip_suffix('\r').unwrap_or(c))
