@@ -254,7 +254,12 @@ fn valid_init_container_settings_reach_the_pod() {
     );
     let out = inject_stdin(&[], &[("FORCEBACKLOG_INIT_MEMORY", "32Mi")]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("memory: 32Mi"));
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
+    assert_eq!(
+        docs[0]["spec"]["initContainers"][0]["resources"]["limits"]["memory"],
+        "32Mi"
+    );
 }
 
 /// The pod's containers that got `LD_PRELOAD`, and its imagePullSecrets.

@@ -241,7 +241,9 @@ fn bad_input_is_one_line_and_a_failure() {
     let err = String::from_utf8(out.stderr).expect("utf-8");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("forcebacklog: -: invalid YAML in document 2 at line "),
+        err.starts_with(
+            "forcebacklog: -: invalid YAML in document 2 (Pod), in metadata.name[0] at line 6, column "
+        ),
         "{err}"
     );
     assert!(err.contains(", column "), "{err}");

@@ -42,7 +42,9 @@ pub enum ManifestError {
     },
     /// The input is not valid YAML.
     #[error(
-        "{file}: invalid YAML in document {document} at line {line}, column {column}: {message}"
+        "{file}: invalid YAML in document {document}{}{} at line {line}, column {column}: {message}",
+        object.as_ref().map(|o| format!(" ({o})")).unwrap_or_default(),
+        if path.is_empty() { String::new() } else { format!(", in {path}") }
     )]
     Yaml {
         /// The file name (`-` for stdin).
@@ -55,6 +57,10 @@ pub enum ManifestError {
         column: usize,
         /// What the YAML reader reported.
         message: String,
+        /// `Kind name` of the document, when its text names them before the error.
+        object: Option<String>,
+        /// The field the error is in (`spec.template.spec.containers[0]`).
+        path: String,
     },
     /// A value kubectl would not read as written (a duplicate key, `.inf`).
     #[error("{file}: document {document} ({object}): {error}")]
@@ -216,6 +222,8 @@ fn parse(input: &str, file: &str) -> Result<Vec<yaml::Document>, ManifestError> 
         line: e.line,
         column: e.column,
         message: e.message,
+        object: e.object,
+        path: e.path,
     })
 }
 
@@ -870,7 +878,7 @@ spec:
         assert_eq!((*document, *line > 2), (2, true), "{err}");
         let text = err.to_string();
         assert!(
-            text.starts_with("in.yaml: invalid YAML in document 2 at line "),
+            text.starts_with("in.yaml: invalid YAML in document 2 (Pod), in metadata at line "),
             "{text}"
         );
         assert!(!text.contains('\n'), "one line: {text}");

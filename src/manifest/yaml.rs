@@ -118,6 +118,42 @@ pub struct SyntaxError {
     pub column: usize,
     /// What is wrong.
     pub message: String,
+    /// `Kind name` of the document, when its text names them before the error.
+    pub object: Option<String>,
+    /// Where in the document the error is (`spec.template.spec`), when inside a collection.
+    pub path: String,
+}
+
+/// `Kind name` and the path of the collections open at an error.
+fn context(stack: &[Partial]) -> (Option<String>, String) {
+    let text = |n: Option<&Node>| match n.map(|n| &n.kind) {
+        Some(Kind::Scalar { value, .. }) => Some(value.clone()),
+        _ => None,
+    };
+    let object = stack.first().and_then(|root| {
+        let kind = text(root.node.get("kind"))?;
+        Some(
+            match text(root.node.get("metadata").and_then(|m| m.get("name"))) {
+                Some(name) => format!("{kind} {name}"),
+                None => kind,
+            },
+        )
+    });
+    let mut path = String::new();
+    for open in stack {
+        match &open.node.kind {
+            Kind::Map { .. } => {
+                if let Some(key) = open.key.as_ref().and_then(Node::key_text) {
+                    push_key(&mut path, &key);
+                }
+            }
+            Kind::Seq { items, .. } => {
+                let _ = write!(path, "[{}]", items.len());
+            }
+            _ => {}
+        }
+    }
+    (object, path)
 }
 
 /// Reads a YAML stream into its documents, with positions.
@@ -132,12 +168,14 @@ pub fn parse(input: &str) -> Result<Vec<Document>, SyntaxError> {
     while let Some(event) = parser.next_event() {
         let (event, span) = event.map_err(|e| {
             let marker = e.marker();
-            let message = e.kind().to_string();
+            let (object, path) = context(&stack);
             SyntaxError {
                 document: docs.len() + 1,
                 line: marker.line(),
                 column: marker.col() + 1,
-                message,
+                message: e.kind().to_string(),
+                object,
+                path,
             }
         })?;
         let start = span.start.byte_offset().unwrap_or(0);
