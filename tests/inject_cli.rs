@@ -636,3 +636,34 @@ fn json_input_stays_json() {
     lines_kept(&json, &out).expect("only additions, line by line");
     assert_eq!(stdout(&inject(&["-f", "-"], &out)), out);
 }
+
+#[test]
+fn the_metrics_sidecar_is_spliced_too() {
+    for init in [
+        "",
+        "  initContainers:\n  # migrations first\n  - name: migrate\n    image: m\n",
+    ] {
+        let input = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    forcebacklog/value: \"100\" # burst\n    forcebacklog/metrics: \"9464\"\nspec:\n{init}  containers:\n  - name: web # the app\n    image: w\n"
+        );
+        let out = inject(&["-f", "-"], &input);
+        let yaml = stdout(&out);
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lines_kept(&input, &yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let reformatted = stdout(&inject(&["--reformat", "-f", "-"], &input));
+        assert_eq!(parse(&yaml), parse(&reformatted));
+        let names: Vec<String> = parse(&yaml)[0]["spec"]["initContainers"]
+            .as_array()
+            .expect("init containers")
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(names[0], "forcebacklog-install", "{yaml}");
+        assert_eq!(names.len(), if init.is_empty() { 2 } else { 3 }, "{yaml}");
+        assert_eq!(stdout(&inject(&["-f", "-"], &yaml)), yaml);
+    }
+}

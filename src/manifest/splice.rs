@@ -13,7 +13,7 @@
 use super::yaml::{self, Document, Kind, Node};
 use crate::patch::Op;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 /// One change to the text: `input[at..end]` becomes `text`.
@@ -153,22 +153,18 @@ pub fn edits(
         }
     };
     let mut out = Vec::with_capacity(ops.len());
-    for op in ops {
-        if op.op != "add" {
-            return Err(format!("{} is not an add operation", op.op));
-        }
-        let value = op
-            .value()
-            .map_err(|e| format!("{}: the value is not JSON: {e}", op.path))?;
-        let mut tokens = base.to_vec();
-        tokens.extend(yaml::pointer_tokens(&op.path));
+    // Elements added to each block or flow sequence so far (by the
+    // sequence's offset): their indices in the array as it is now.
+    let mut added: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (path, mut tokens, value) in fold(base, ops)? {
+        let op = path.as_str();
         let last = tokens.pop().ok_or("the operation replaces the document")?;
         let nodes = yaml::walk(root, &tokens)
-            .ok_or_else(|| format!("{} is not written out in the text", op.path))?;
+            .ok_or_else(|| format!("{} is not written out in the text", op))?;
         if let Some(shared) = nodes.iter().find(|n| doc.aliased.contains(&n.anchor)) {
             return Err(format!(
                 "{} is inside an anchor (line {}) that an alias repeats",
-                op.path, shared.line
+                op, shared.line
             ));
         }
         let parent = nodes.last().copied().ok_or("no parent")?;
@@ -203,36 +199,61 @@ pub fn edits(
                 }
             },
             Kind::Seq { flow, items } => {
-                let first = last == "0" && !items.is_empty();
-                if last != "-" && last != "0" {
-                    return Err(format!(
-                        "{}: only appends and inserts at 0 are spliced",
-                        op.path
-                    ));
+                let news = added.entry(parent.start).or_default();
+                let now = items.len() + news.len();
+                let index = if last == "-" {
+                    now
+                } else {
+                    last.parse::<usize>()
+                        .ok()
+                        .filter(|&i| i <= now && !news.contains(&i))
+                        .ok_or_else(|| format!("{}: not an index to insert at", op))?
+                };
+                // The original element the new one goes before (none: append).
+                let before =
+                    (index < now).then(|| index - news.iter().filter(|&&p| p < index).count());
+                for p in news.iter_mut().filter(|p| **p >= index) {
+                    *p += 1;
                 }
-                match (flow, first) {
-                    (true, false) => flow_add(input, parent, ']', &flow_of(&value))?,
-                    (true, true) => Edit {
-                        at: parent.start + 1,
-                        end: parent.start + 1,
+                news.push(index);
+                let target = before.and_then(|j| items.get(j));
+                match (flow, target) {
+                    (true, None) => flow_add(input, parent, ']', &flow_of(&value))?,
+                    (true, Some(item)) => Edit {
+                        at: item.start,
+                        end: item.start,
                         text: format!("{}, ", flow_of(&value)),
                         indent: usize::MAX,
                     },
                     (false, _) => {
                         if input.as_bytes().get(parent.start) != Some(&b'-') {
-                            return Err(format!("{}: the list's first `-` was not found", op.path));
+                            return Err(format!("{}: the list's first `-` was not found", op));
                         }
                         let dash = column(input, parent.start);
                         let mut item = String::from("-");
                         block_item(&mut item, &value, dash, style);
-                        if first {
-                            item.push_str(style.eol);
-                            item.push_str(&" ".repeat(dash));
-                            Edit {
-                                at: parent.start,
-                                end: parent.start,
-                                text: item,
-                                indent: dash,
+                        if let Some(target) = target {
+                            let at = yaml::dash_before(input, target.start)
+                                .filter(|&at| column(input, at) == dash)
+                                .ok_or_else(|| format!("{}: the item's `-` was not found", op))?;
+                            match comments_above(input, at) {
+                                // Before the comments that belong to the item.
+                                Some(line) => Edit {
+                                    at: line,
+                                    end: line,
+                                    text: format!("{}{item}{}", " ".repeat(dash), style.eol),
+                                    indent: dash,
+                                },
+                                None => {
+                                    item.push_str(style.eol);
+                                    item.push_str(&" ".repeat(dash));
+                                    Edit {
+                                        at,
+                                        end: at,
+                                        text: item,
+                                        indent: dash,
+                                    }
+                                }
                             }
                         } else {
                             let (at, prefix) = after(input, parent)?;
@@ -253,15 +274,68 @@ pub fn edits(
                 }
             }
             _ => {
-                return Err(format!(
-                    "{}: the parent is not a mapping or a list",
-                    op.path
-                ));
+                return Err(format!("{}: the parent is not a mapping or a list", op));
             }
         };
         out.push(edit);
     }
     Ok(out)
+}
+
+/// When the `-` at `dash` starts its line (after spaces), the start of the
+/// comment lines right above it, or of its own line when there are none.
+fn comments_above(input: &str, dash: usize) -> Option<usize> {
+    let line = input[..dash].rfind('\n').map_or(0, |i| i + 1);
+    if !input[line..dash].chars().all(|c| c == ' ') {
+        return None;
+    }
+    let mut start = line;
+    while start > 0 {
+        let above = input[..start - 1].rfind('\n').map_or(0, |i| i + 1);
+        if !input[above..start].trim_start().starts_with('#') {
+            break;
+        }
+        start = above;
+    }
+    Some(start)
+}
+
+/// The operations as (path, tokens from the document's root, value), with
+/// every operation that lands inside a value an earlier one adds (the
+/// metrics sidecar in an `initContainers` the same patch creates) applied
+/// to that value instead.
+fn fold(base: &[String], ops: &[Op]) -> Result<Vec<(String, Vec<String>, Value)>, String> {
+    let mut folded: Vec<(String, Vec<String>, Value)> = Vec::with_capacity(ops.len());
+    for op in ops {
+        if op.op != "add" {
+            return Err(format!("{} is not an add operation", op.op));
+        }
+        let value = op
+            .value()
+            .map_err(|e| format!("{}: the value is not JSON: {e}", op.path))?;
+        let mut tokens = base.to_vec();
+        tokens.extend(yaml::pointer_tokens(&op.path));
+        let inside = folded
+            .iter_mut()
+            .find(|(_, t, _)| tokens.len() > t.len() && tokens.starts_with(t));
+        match inside {
+            Some((_, t, target)) => {
+                let relative: String = tokens[t.len()..]
+                    .iter()
+                    .map(|token| format!("/{}", crate::patch::escape(token)))
+                    .collect();
+                let inner = Op {
+                    op: "add",
+                    path: relative,
+                    value: op.value.clone(),
+                };
+                crate::patch::apply(target, std::slice::from_ref(&inner))
+                    .map_err(|e| format!("{}: {e}", op.path))?;
+            }
+            None => folded.push((op.path.clone(), tokens, value)),
+        }
+    }
+    Ok(folded)
 }
 
 /// The edit that replaces the value `existing` of a key of `parent`.
@@ -645,6 +719,53 @@ mod tests {
         assert_eq!(out, "c:\n  args: |+\n    x\n\n  env: []\n  # c\nd: 1\n");
         assert!(splice("c:\n  args: |\n    x", &["c"], &[("/env", "[]")]).is_err());
         assert!(splice("c:\n  args: |\n    x\n    y", &["c"], &[("/env", "[]")]).is_err());
+    }
+
+    #[test]
+    fn inserts_at_an_index_and_into_a_created_list() {
+        // Ours at 0, then a sidecar at 1: both before the original first item.
+        let input = "spec:\n  initContainers:\n  - name: a\n  - name: b\n";
+        let out = splice(
+            input,
+            &["spec"],
+            &[
+                ("/initContainers/0", r#"{"name":"ours"}"#),
+                ("/initContainers/1", r#"{"name":"side"}"#),
+                ("/initContainers/4", r#"{"name":"end"}"#),
+            ],
+        )
+        .expect("splices");
+        assert_eq!(
+            out,
+            "spec:\n  initContainers:\n  - name: ours\n  - name: side\n  - name: a\n  - name: b\n  - name: end\n"
+        );
+        // Ours already there at 0: a sidecar at 1 goes before the second item.
+        let out = splice(
+            input,
+            &["spec"],
+            &[("/initContainers/1", r#"{"name":"side"}"#)],
+        )
+        .expect("splices");
+        assert_eq!(
+            out,
+            "spec:\n  initContainers:\n  - name: a\n  - name: side\n  - name: b\n"
+        );
+        // A list the same patch creates: the later element goes into it.
+        let out = splice(
+            "spec:\n  containers: []\n",
+            &["spec"],
+            &[
+                ("/initContainers", r#"[{"name":"ours"}]"#),
+                ("/initContainers/1", r#"{"name":"side"}"#),
+            ],
+        )
+        .expect("splices");
+        assert_eq!(
+            out,
+            "spec:\n  containers: []\n  initContainers:\n  - name: ours\n  - name: side\n"
+        );
+        let out = splice("a: [x, y]\n", &[], &[("/a/1", "1"), ("/a/0", "0")]).expect("splices");
+        assert_eq!(out, "a: [0, x, 1, y]\n");
     }
 
     #[test]

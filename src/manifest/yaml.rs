@@ -300,7 +300,7 @@ impl Partial {
 }
 
 /// The `-` of a block sequence's first item, before `at` on the same line.
-fn dash_before(input: &str, at: usize) -> Option<usize> {
+pub fn dash_before(input: &str, at: usize) -> Option<usize> {
     let before = input.get(..at)?;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let line = &before[line_start..];
