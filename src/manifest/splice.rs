@@ -25,8 +25,9 @@ pub struct Edit {
     pub end: usize,
     /// The new text.
     pub text: String,
-    /// The column of an added line: of two lines added at one place, the
-    /// deeper one goes first (it ends the inner collection).
+    /// How deep an added line is (twice its column, plus one for a `-`
+    /// item, which is inside the key at its column): of two lines added at
+    /// one place, the deeper one goes first (it ends the inner collection).
     pub indent: usize,
 }
 
@@ -194,7 +195,7 @@ pub fn edits(
                         at,
                         end: at,
                         text,
-                        indent: col,
+                        indent: 2 * col,
                     }
                 }
             },
@@ -242,7 +243,7 @@ pub fn edits(
                                     at: line,
                                     end: line,
                                     text: format!("{}{item}{}", " ".repeat(dash), style.eol),
-                                    indent: dash,
+                                    indent: 2 * dash + 1,
                                 },
                                 None => {
                                     item.push_str(style.eol);
@@ -251,7 +252,7 @@ pub fn edits(
                                         at,
                                         end: at,
                                         text: item,
-                                        indent: dash,
+                                        indent: 2 * dash + 1,
                                     }
                                 }
                             }
@@ -267,7 +268,7 @@ pub fn edits(
                                 at,
                                 end: at,
                                 text,
-                                indent: dash,
+                                indent: 2 * dash + 1,
                             }
                         }
                     }
@@ -625,7 +626,16 @@ pub fn apply(input: &str, mut edits: Vec<Edit>) -> Result<String, String> {
             return Err(format!("overlapping edits at byte {}", edit.at));
         }
         out.push_str(&input[cursor..edit.at]);
-        out.push_str(&edit.text);
+        let mut text = edit.text.as_str();
+        if edit.at == input.len() && out.ends_with('\n') {
+            // Lines added at the end of an input without a final line
+            // break each start with one: the first is enough.
+            text = text
+                .strip_prefix("\r\n")
+                .or_else(|| text.strip_prefix('\n'))
+                .unwrap_or(text);
+        }
+        out.push_str(text);
         cursor = edit.end;
     }
     out.push_str(&input[cursor..]);
@@ -766,6 +776,28 @@ mod tests {
         );
         let out = splice("a: [x, y]\n", &[], &[("/a/1", "1"), ("/a/0", "0")]).expect("splices");
         assert_eq!(out, "a: [0, x, 1, y]\n");
+    }
+
+    #[test]
+    fn several_additions_at_the_end_of_a_file_without_a_line_break() {
+        let input =
+            "spec:\n  containers:\n  - name: a\n    env:\n    - name: X\n      value: \"0\"";
+        let out = splice(
+            input,
+            &["spec"],
+            &[
+                // The core's order: the mount before the variables; the
+                // variables go first in the text (they end the inner list).
+                ("/containers/0/volumeMounts", r#"[{"name":"v"}]"#),
+                ("/containers/0/env/-", r#"{"name":"B","value":"1"}"#),
+                ("/volumes", r#"[{"name":"v"}]"#),
+            ],
+        )
+        .expect("splices");
+        assert_eq!(
+            out,
+            "spec:\n  containers:\n  - name: a\n    env:\n    - name: X\n      value: \"0\"\n    - name: B\n      value: \"1\"\n    volumeMounts:\n    - name: v\n  volumes:\n  - name: v\n"
+        );
     }
 
     #[test]
