@@ -620,6 +620,11 @@ fn anchors_shared_with_the_template_fall_back_to_normalised_output() {
         "{yaml}"
     );
     assert_eq!(stdout(&inject(&["-f", "-", "--backlog", "7"], &yaml)), yaml);
+    // In the file's line endings.
+    let crlf = input.replace('\n', "\r\n");
+    let yaml = stdout(&inject(&["-f", "-", "--backlog", "7"], &crlf));
+    assert!(!yaml.replace("\r\n", "").contains('\n'), "{yaml:?}");
+    assert_eq!(parse(&yaml), docs);
 }
 
 #[test]

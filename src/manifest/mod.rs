@@ -319,14 +319,15 @@ fn splice_all(
     let style = splice::Style::detect(input, docs);
     // Documents written normalised: their index and why.
     let mut normalised: Vec<(usize, String)> = Vec::new();
-    for _round in 0..2 {
+    // Each round writes at most one more document normalised.
+    for _round in 0..=docs.len() {
         let mut edits = Vec::new();
         for (i, (doc, templates)) in docs.iter().zip(planned).enumerate() {
             if templates.iter().all(|t| t.ops.is_empty()) {
                 continue;
             }
             if normalised.iter().any(|(n, _)| *n == i) {
-                edits.push(normalise(input, doc, &values[i])?);
+                edits.push(normalise(input, doc, &values[i], style.eol)?);
                 continue;
             }
             let mut doc_edits = Vec::new();
@@ -344,7 +345,7 @@ fn splice_all(
                 None => edits.extend(doc_edits),
                 Some(reason) => {
                     normalised.push((i, reason));
-                    edits.push(normalise(input, doc, &values[i])?);
+                    edits.push(normalise(input, doc, &values[i], style.eol)?);
                 }
             }
         }
@@ -485,6 +486,7 @@ fn normalise(
     input: &str,
     doc: &yaml::Document,
     value: &Value,
+    eol: &str,
 ) -> Result<splice::Edit, ManifestError> {
     let Some(root) = &doc.root else {
         return Ok(splice::Edit {
@@ -495,7 +497,11 @@ fn normalise(
         });
     };
     let end = splice::end_of(input, root).unwrap_or(input.len());
-    let text = serde_saphyr::to_string(value).map_err(ManifestError::Serialize)?;
+    let mut text = serde_saphyr::to_string(value).map_err(ManifestError::Serialize)?;
+    if eol != "\n" {
+        // In the file's line endings (a line break in a scalar is read as `\n` either way).
+        text = text.replace('\n', eol);
+    }
     Ok(splice::Edit {
         at: root.start,
         end,
