@@ -562,6 +562,57 @@ async fn restricted_namespace_admits_the_mutated_pod(
     pod
 }
 
+/// The metrics sidecar (`forcebacklog/metrics`) is a native sidecar the
+/// API server accepts, and Pod Security "restricted" admits it.
+async fn metrics_sidecar_admitted_in_restricted(
+    client: &Client,
+    ns: &str,
+    glibc: &str,
+    musl: &str,
+) {
+    let pod = create_pod(
+        client,
+        ns,
+        app_pod(
+            "metrics",
+            json!({"forcebacklog/value": "1024", "forcebacklog/metrics": "9464"}),
+            glibc,
+            musl,
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the pod with the metrics sidecar was refused: {e}"));
+    assert_injected(&pod, "1024", &["glibc", "musl"]);
+    let inits = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.clone())
+        .unwrap_or_default();
+    let names: Vec<&str> = inits.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["forcebacklog-install", "forcebacklog-metrics"],
+        "init containers"
+    );
+    let sidecar = &inits[1];
+    assert_eq!(
+        sidecar.restart_policy.as_deref(),
+        Some("Always"),
+        "a native sidecar"
+    );
+    let args: Vec<&str> = sidecar
+        .command
+        .iter()
+        .chain(sidecar.args.iter())
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    assert!(
+        args.contains(&"sockets") && args.iter().any(|a| a.contains("9464")),
+        "{args:?}"
+    );
+}
+
 /// failurePolicy: Ignore while the webhook is down; injection once it is back.
 async fn webhook_down_then_back(client: &Client, ns: &str) {
     script(&["webhook", "stop"]).expect("webhook stop");
@@ -683,7 +734,15 @@ async fn match_conditions_spare_pods_that_do_not_ask(
 ) {
     let chart = format!("{ROOT}/charts/forcebacklog");
     let helm = |extra: &[&str]| {
-        let mut args = vec!["upgrade", RELEASE, &chart, "--namespace", RELEASE_NAMESPACE];
+        // --reset-values: Helm 3 reuses the last release's values otherwise.
+        let mut args = vec![
+            "upgrade",
+            RELEASE,
+            &chart,
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--reset-values",
+        ];
         args.extend_from_slice(extra);
         cluster
             .tool("helm", &args, None)
@@ -904,6 +963,7 @@ fn real_api_server_end_to_end() {
         let app =
             restricted_namespace_admits_the_mutated_pod(&client, &ns("restricted"), &glibc, &musl)
                 .await;
+        metrics_sidecar_admitted_in_restricted(&client, &ns("restricted"), &glibc, &musl).await;
         step("invalid values rejected at apply; scale-up never blocked");
         invalid_values_rejected_scale_never_blocked(&cluster, &client, &ns("apps")).await;
         step("webhook down: Ignore; back: injected");

@@ -247,8 +247,10 @@ helm_install() {
   if "$bin/helm" --kubeconfig "$state/kubeconfig" status "$release" -n "$release_ns" >/dev/null 2>&1; then
     # Installed by an earlier `up`: bring it to this tree's chart (the
     # generated certificate is kept).
+    # --reset-values: without values flags Helm 3 reuses the last ones,
+    # which a test may have changed.
     "$bin/helm" --kubeconfig "$state/kubeconfig" upgrade "$release" "$root/charts/forcebacklog" \
-      --namespace "$release_ns" >"$state/logs/helm-upgrade.log" 2>&1 \
+      --namespace "$release_ns" --reset-values >"$state/logs/helm-upgrade.log" 2>&1 \
       || { cat "$state/logs/helm-upgrade.log" >&2; die "helm upgrade failed"; }
     return 0
   fi
