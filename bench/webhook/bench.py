@@ -30,6 +30,11 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+# Where cargo puts the builds: CARGO_TARGET_DIR when set (shared by the
+# repository and bench/webhook then), else each project's own target/.
+TARGET = os.environ.get("CARGO_TARGET_DIR")
+ROOT_TARGET = TARGET or os.path.join(ROOT, "target")
+HERE_TARGET = TARGET or os.path.join(HERE, "target")
 FIXTURE = os.path.join(HERE, "fixtures", "pod-create-3c.json")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER_CPU = "0"
@@ -98,19 +103,19 @@ class Work:
         ):
             subprocess.run(["openssl", *argv], check=True, capture_output=True)
         self.server = os.path.join(self.dir, "forcebacklog")
-        shutil.copy2(os.path.join(ROOT, "target", "release", "forcebacklog"), self.server)
+        shutil.copy2(os.path.join(ROOT_TARGET, "release", "forcebacklog"), self.server)
         # The image ships a static musl build (Dockerfile): measured too when built.
-        musl = os.path.join(ROOT, "target", "x86_64-unknown-linux-musl", "release", "forcebacklog")
+        musl = os.path.join(ROOT_TARGET, "x86_64-unknown-linux-musl", "release", "forcebacklog")
         self.server_musl = None
         if os.path.exists(musl):
             self.server_musl = os.path.join(self.dir, "forcebacklog-musl")
             shutil.copy2(musl, self.server_musl)
         self.baseline = os.path.join(self.dir, "baseline")
-        shutil.copy2(os.path.join(HERE, "target", "release", "baseline"), self.baseline)
+        shutil.copy2(os.path.join(HERE_TARGET, "release", "baseline"), self.baseline)
         self.baseline_mimalloc = os.path.join(self.dir, "baseline_mimalloc")
-        shutil.copy2(os.path.join(HERE, "target", "release", "baseline_mimalloc"), self.baseline_mimalloc)
-        self.scale = os.path.join(HERE, "target", "release", "scale")
-        self.loadgen = os.path.join(HERE, "target", "release", "loadgen")
+        shutil.copy2(os.path.join(HERE_TARGET, "release", "baseline_mimalloc"), self.baseline_mimalloc)
+        self.scale = os.path.join(HERE_TARGET, "release", "scale")
+        self.loadgen = os.path.join(HERE_TARGET, "release", "loadgen")
         # The same pod without the forcebacklog annotation (the common case
         # in a cluster: most pods pass through untouched).
         with open(FIXTURE) as f:
@@ -133,9 +138,22 @@ class Work:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def listening(port):
+    """True when something listens on 127.0.0.1:port (read from
+    /proc/net/tcp, so the server under test sees no connection)."""
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        return any(line.split()[1] == want and line.split()[3] == "0A" for line in list(f)[1:])
+
+
 class Server:
-    def __init__(self, work, kind):
+    """A server under test. `wrap` runs it under another program
+    (valgrind); it is then ready when its port listens, without a probe
+    request that would count as work."""
+
+    def __init__(self, work, kind, wrap=None):
         self.kind = kind
+        self.wrap = wrap
         self.port = free_port()
         self.admin = None
         if kind in ("forcebacklog", "forcebacklog-musl"):
@@ -150,13 +168,13 @@ class Server:
             argv = [binary, "--stack", stack, f"127.0.0.1:{self.port}", work.cert, work.key,
                     work.response]
         self.started = time.monotonic()
-        self.process = subprocess.Popen(NICE + ["taskset", "-c", SERVER_CPU] + argv,
+        self.process = subprocess.Popen(NICE + ["taskset", "-c", SERVER_CPU] + (wrap or []) + argv,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         work.processes.append(self.process)
         self.pid = self.process.pid  # nice and taskset exec the server: same pid
         self.wait_ready()
 
-    def wait_ready(self, limit=10.0):
+    def wait_ready(self, limit=60.0):
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -167,6 +185,8 @@ class Server:
         die(f"{self.kind} not ready within {limit} s")
 
     def ready(self):
+        if self.wrap:
+            return listening(self.port)
         if self.admin is None:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
@@ -457,6 +477,111 @@ def bench_scale(work, seconds):
         print("   " + line)
 
 
+def p99_at(work, server, rate, seconds):
+    """loadgen's figures for HTTP/1.1 at a fixed rate (after a 2 s warm-up)."""
+    figures = None
+    for run_seconds in (2, seconds):
+        p = subprocess.run([*NICE, "taskset", "-c", CLIENT_CPU, work.loadgen, server.url(), FIXTURE, work.ca,
+                            "h1", str(rate), str(run_seconds)], capture_output=True, text=True)
+        if p.returncode != 0:
+            die(f"loadgen failed: {p.stderr}")
+        figures = dict(kv.split("=", 1) for kv in p.stdout.split())
+    if figures["errors"] != "0" or figures["timeouts"] != "0":
+        die(f"loadgen saw failures: {p.stdout}")
+    return figures
+
+
+def bench_load(work, seconds, rounds):
+    """CPU per injected review (h2load --h1 -c 16) and p99 at 1,000 req/s
+    (loadgen, HTTP/1.1), forcebacklog against the bare server, the two
+    alternating in each round; medians of the rounds."""
+    print(f"== Under load: CPU per injected review (h2load --h1 -c 16 -m 1, {seconds} s) and latency at "
+          f"1,000 req/s (loadgen HTTP/1.1, 10 s); servers on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU}; "
+          f"median of {rounds} rounds")
+    server = Server(work, "forcebacklog")
+    capture_response(work, server)
+    bare = Server(work, "baseline+mimalloc:hyper")
+    rows = {"bare axum+rustls (mimalloc)": (bare, []), "forcebacklog": (server, [])}
+    for i in range(rounds):
+        machine_note(f"round {i + 1}")
+        for name, (s, samples) in rows.items():
+            us, r, share = under_load(s, FIXTURE, ["-D", str(seconds), "--h1", "-c", "16", "-m", "1"])
+            f = p99_at(work, s, 1000, 10)
+            samples.append((us, float(f["p50"]), float(f["p99"]), float(f["p999"])))
+            print(f"   round {i + 1} {name:<28} {us:>6.1f} us/review  p50 {f['p50']}  p99 {f['p99']}  "
+                  f"p99.9 {f['p999']} ms", flush=True)
+    med = {name: tuple(statistics.median(x[k] for x in samples) for k in range(4))
+           for name, (_, samples) in rows.items()}
+    print(f"   {'server':<28} {'us/review':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9}")
+    for name, (us, p50, p99, p999) in med.items():
+        print(f"   {name:<28} {us:>10.1f} {p50:>8.3f} {p99:>8.3f} {p999:>9.3f}")
+    cpu = med["forcebacklog"][0] / med["bare axum+rustls (mimalloc)"][0]
+    tail = med["forcebacklog"][2] / med["bare axum+rustls (mimalloc)"][2]
+    print(f"   CPU {cpu:.2f}x the bare server (target <= 1.5x: {verdict(cpu <= 1.5)}), "
+          f"p99 {tail:.2f}x (target <= 1.3x: {verdict(tail <= 1.3)})")
+    return med
+
+
+def callgrind_total(path):
+    """The instructions (Ir) a callgrind run counted, all threads."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    die(f"no totals in {path}")
+
+
+def instructions_run(work, kind, body, n, out):
+    """User-space instructions of one server process (start, one TLS
+    connection with n HTTP/1.1 keep-alive requests, SIGTERM)."""
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--quiet"]
+    server = Server(work, kind, wrap=valgrind)
+    h2load(server.url(), body, ["--h1", "-c", "1", "-n", str(n)])
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        die(f"{kind} under callgrind did not exit within 120 s of SIGTERM")
+    return callgrind_total(out)
+
+
+def bench_instructions(work, small, large, keep):
+    print(f"== User-space instructions per review under callgrind: "
+          f"(Ir at N={large} - Ir at N={small}) / {large - small}, "
+          f"one HTTP/1.1 keep-alive connection (h2load --h1 -c 1 -n N)")
+    # The bare servers answer what forcebacklog answers.
+    server = Server(work, "forcebacklog")
+    size_in, size_out = capture_response(work, server)
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=25)
+    print(f"   review {size_in} bytes (3-container Pod CREATE), answer {size_out} bytes")
+    cases = [("baseline:hyper", FIXTURE, "bare axum+rustls (glibc malloc)"),
+             ("baseline+mimalloc:hyper", FIXTURE, "bare axum+rustls (mimalloc)"),
+             ("baseline+mimalloc:hyper-review", FIXTURE, "bare + review::handle, injected"),
+             ("baseline+mimalloc:hyper-review", work.unannotated, "bare + review::handle, unannotated"),
+             ("forcebacklog", FIXTURE, "forcebacklog, injected review"),
+             ("forcebacklog", work.unannotated, "forcebacklog, unannotated pod")]
+    per = {}
+    for kind, body, name in cases:
+        counts = []
+        for n in (small, large):
+            tag = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+            out = os.path.join(keep or work.dir, f"callgrind.{tag}.{n}")
+            counts.append(instructions_run(work, kind, body, n, out))
+        per[name] = (counts[1] - counts[0]) / (large - small)
+        print(f"   {name:<34} {per[name] / 1000:>8.1f}k instructions/review "
+              f"(N={small}: {counts[0]}, N={large}: {counts[1]})", flush=True)
+    bare = per["bare axum+rustls (mimalloc)"]
+    injected = per["forcebacklog, injected review"] / bare
+    untouched = per["forcebacklog, unannotated pod"] / bare
+    print(f"   vs the bare server with mimalloc: injected {injected:.2f}x "
+          f"(target <= 2.0x: {verdict(injected <= 2.0)}), "
+          f"unannotated {untouched:.2f}x (target <= 1.5x: {verdict(untouched <= 1.5)})")
+    if keep:
+        print(f"   profiles in {keep} (callgrind_annotate FILE)")
+    return per
+
+
 def build():
     need("cargo", "cargo (rustup)")
     for cwd in (ROOT, HERE):
@@ -479,10 +604,13 @@ def build():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", nargs="?", default="all",
-                        choices=["cpu", "latency", "streams", "memory", "startup", "scale", "all"])
+                        choices=["instructions", "load", "cpu", "latency", "streams", "memory", "startup",
+                                 "scale", "all"])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the CPU comparison")
     parser.add_argument("--no-build", action="store_true", help="use the binaries as built")
+    parser.add_argument("--keep", metavar="DIR",
+                        help="instructions: keep the callgrind profiles in DIR")
     a = parser.parse_args()
     if not 1 <= a.seconds <= 60 or not 1 <= a.rounds <= 9:
         die("--seconds must be in 1..60 and --rounds in 1..9")
@@ -500,6 +628,13 @@ def main():
     started = time.monotonic()
     try:
         server = None
+        if a.what == "instructions":
+            need("valgrind", "valgrind")
+            if a.keep:
+                os.makedirs(a.keep, exist_ok=True)
+            bench_instructions(work, 100, 1100, a.keep and os.path.abspath(a.keep))
+        if a.what == "load":
+            bench_load(work, seconds, a.rounds)
         if a.what in ("cpu", "all"):
             server, _ = bench_cpu(work, seconds, a.rounds)
         if a.what in ("latency", "all"):
