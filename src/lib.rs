@@ -45,6 +45,7 @@ pub mod manifest;
 pub mod patch;
 pub mod plan;
 pub mod review;
+mod scan;
 pub mod server;
 pub mod shim;
 pub mod sockets;

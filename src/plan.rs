@@ -821,6 +821,22 @@ pub struct Plan {
     pub work: Work,
 }
 
+/// The plan of a pod that is not targeted or opted out, from its
+/// annotations alone; `None` when the rules need the whole pod (it is
+/// targeted, or its annotations are invalid). The review answers most
+/// pods with this without reading their spec.
+pub fn plan_untargeted(annotations: &Annotations<'_>, defaults: Defaults) -> Option<Plan> {
+    let verdict = match annotations::targeting(annotations, defaults) {
+        Ok(Targeting::NotTargeted) => Verdict::NotTargeted,
+        Ok(Targeting::OptedOut) => Verdict::OptedOut,
+        Ok(Targeting::Targeted(_)) | Err(_) => return None,
+    };
+    Some(untouched(
+        verdict,
+        annotations.unknown_key_warnings().collect(),
+    ))
+}
+
 /// Plans one pod: annotations → settings → per-container work, or a skip.
 pub fn plan(pod: &PodView<'_>, defaults: Defaults, config: &InjectConfig) -> Plan {
     let empty = Annotations::default();

@@ -22,9 +22,9 @@
 use crate::annotations::{self, Annotations, Defaults};
 use crate::config::InjectConfig;
 use crate::patch;
-use crate::plan::{self, PodView, SkipReason, Verdict};
-use base64::prelude::{BASE64_STANDARD, Engine as _};
-use serde::{Deserialize, Serialize};
+use crate::plan::{self, Plan, PodView, SkipReason, Verdict};
+use crate::scan::{self, Scanner, Unexpected};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -87,6 +87,9 @@ pub enum ReviewError {
     /// The AdmissionReview carries no `request`.
     #[error("the AdmissionReview has no request")]
     NoRequest,
+    /// The answer could not be written (an internal error, not the request's fault).
+    #[error("cannot write the AdmissionReview response: {0}")]
+    Write(#[source] serde_json::Error),
     /// The object of a Pod or workload request does not have its kind's shape.
     #[error("request.object is not a valid {kind}: {message}")]
     BadObject {
@@ -181,47 +184,12 @@ struct GroupKind<'a> {
     kind: Cow<'a, str>,
 }
 
-#[derive(Serialize)]
-struct ReviewOut<'a> {
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    kind: &'static str,
-    response: ResponseOut<'a>,
-}
-
-#[derive(Serialize)]
-struct ResponseOut<'a> {
-    uid: &'a str,
-    allowed: bool,
-    /// Always present: Kubernetes ignores it when `allowed` is true, and
-    /// clients with a required `status` field (kube-rs) can read the response.
-    status: StatusOut<'a>,
-    #[serde(rename = "patchType", skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    /// The base64 JSON Patch, as a JSON string (see [`base64_json_string`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<Box<RawValue>>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    warnings: &'a [String],
-}
-
-#[derive(Serialize, Default)]
-struct StatusOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a str>,
-}
-
 /// The answer before it is serialised.
 struct Answer {
     outcome: Outcome,
     denial: Option<String>,
-    patch: Option<Box<RawValue>>,
+    /// The JSON Patch array in base64.
+    patch: Option<String>,
     warnings: Vec<String>,
 }
 
@@ -243,19 +211,20 @@ pub fn handle(
     config: &InjectConfig,
 ) -> Result<Reviewed, ReviewError> {
     if let Endpoint::Mutate { namespace_opt_in } = endpoint {
-        // The hot path: the pod is read in the same pass as the envelope.
-        // Anything this does not fit (another kind, a malformed object) is
-        // read again below, to answer it or to say precisely what is wrong.
-        // Valid UTF-8 (every review the API server sends) is checked once
-        // here instead of string by string while parsing.
-        let review = match std::str::from_utf8(body) {
-            Ok(text) => serde_json::from_str::<ReviewIn<'_, PodView<'_>>>(text),
-            Err(_) => serde_json::from_slice::<ReviewIn<'_, PodView<'_>>>(body),
+        // The hot path: the scanner finds the envelope's fields and the
+        // pod's annotations, and steps over the rest; the pod is read
+        // whole only when it is targeted. Anything the scanner does not
+        // follow (escapes in keys, duplicates, nulls, malformed text) is
+        // read again below with serde_json, to answer it or to say
+        // precisely what is wrong.
+        let defaults = Defaults {
+            backlog: config.default_backlog,
+            implicit: namespace_opt_in,
         };
-        if let Ok(review) = review {
+        if let Ok(review) = scan_review(body, defaults) {
             let request = Request::from(review)?;
-            if let (true, Some(pod)) = (request.is_pod_create(), &request.object) {
-                let answer = mutate_pod(pod, namespace_opt_in, config)?;
+            if let (true, Some(object)) = (request.is_pod_create(), request.object) {
+                let answer = mutate_scanned(object, namespace_opt_in, config)?;
                 return respond(&request.uid, answer);
             }
         }
@@ -270,39 +239,193 @@ pub fn handle(
     respond(&request.uid, answer)
 }
 
+/// The envelope as the scanner finds it. `defaults` decide whether a
+/// Pod's spec is needed: the object of a targeted pod is read whole (with
+/// serde_json, in the same pass), any other object only up to its
+/// annotations and then stepped over.
+fn scan_review(body: &[u8], defaults: Defaults) -> Result<ReviewIn<'_, Scanned<'_>>, Unexpected> {
+    let mut s = Scanner::new(body);
+    let (mut api_version, mut kind, mut request) = (None, None, None);
+    s.object(|key, s| match key {
+        b"apiVersion" => scan::once(&mut api_version, Cow::Borrowed(s.plain_string()?)),
+        b"kind" => scan::once(&mut kind, Cow::Borrowed(s.plain_string()?)),
+        b"request" => {
+            let r = scan_request(s, defaults)?;
+            scan::once(&mut request, r)
+        }
+        _ => s.value().map(drop),
+    })?;
+    if !s.at_end() {
+        return Err(Unexpected);
+    }
+    Ok(ReviewIn {
+        api_version,
+        kind,
+        request,
+    })
+}
+
+fn scan_request<'a>(
+    s: &mut Scanner<'a>,
+    defaults: Defaults,
+) -> Result<RequestIn<'a, Scanned<'a>>, Unexpected> {
+    let mut r = RequestIn {
+        uid: None,
+        kind: None,
+        sub_resource: None,
+        operation: None,
+        object: None,
+        old_object: None,
+    };
+    let mut old_object = None;
+    s.object(|key, s| match key {
+        b"uid" => scan::once(&mut r.uid, Cow::Borrowed(s.plain_string()?)),
+        b"kind" => {
+            let kind = scan_group_kind(s)?;
+            scan::once(&mut r.kind, kind)
+        }
+        b"subResource" => scan::once(&mut r.sub_resource, Cow::Borrowed(s.plain_string()?)),
+        b"operation" => scan::once(&mut r.operation, Cow::Borrowed(s.plain_string()?)),
+        // `null` is read by the fallback, which knows what it means.
+        b"object" if s.null() => Err(Unexpected),
+        b"object" => {
+            let object = scan_object(s, defaults)?;
+            scan::once(&mut r.object, object)
+        }
+        b"oldObject" => scan::once(&mut old_object, s.value()?),
+        _ => s.value().map(drop),
+    })?;
+    Ok(r)
+}
+
+fn scan_group_kind<'a>(s: &mut Scanner<'a>) -> Result<GroupKind<'a>, Unexpected> {
+    let (mut group, mut kind) = (None, None);
+    s.object(|key, s| match key {
+        b"group" => scan::once(&mut group, s.plain_string()?),
+        b"kind" => scan::once(&mut kind, s.plain_string()?),
+        _ => s.value().map(drop),
+    })?;
+    Ok(GroupKind {
+        group: Cow::Borrowed(group.unwrap_or_default()),
+        kind: Cow::Borrowed(kind.ok_or(Unexpected)?),
+    })
+}
+
+/// An object as the scanner read it.
+enum Scanned<'a> {
+    /// Not targeted (by its annotations and the defaults): what the plan
+    /// says without its spec.
+    Untargeted(Plan),
+    /// Targeted: read whole as a pod.
+    Pod(Box<PodView<'a>>),
+}
+
+fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a>, Unexpected> {
+    let start = s.position();
+    let (mut metadata, mut untargeted) = (None, None);
+    let mut targeted = false;
+    let scanned = s.object(|key, s| match key {
+        b"metadata" => {
+            scan::once(&mut metadata, ())?;
+            let mut annotations = None;
+            s.object(|key, s| match key {
+                b"annotations" => {
+                    let text = s.value()?;
+                    let read: Option<Annotations<'a>> =
+                        serde_json::from_slice(text).map_err(|_| Unexpected)?;
+                    scan::once(&mut annotations, read.unwrap_or_default())
+                }
+                _ => s.value().map(drop),
+            })?;
+            untargeted = plan::plan_untargeted(&annotations.unwrap_or_default(), defaults);
+            // Targeted: stop here and read the object again, whole.
+            targeted = untargeted.is_none();
+            if targeted { Err(Unexpected) } else { Ok(()) }
+        }
+        _ => s.value().map(drop),
+    });
+    if targeted {
+        s.rewind(start);
+        return s
+            .deserialize::<PodView<'a>>()
+            .map(|pod| Scanned::Pod(Box::new(pod)));
+    }
+    scanned?;
+    // No metadata at all: as an object without annotations.
+    match untargeted.or_else(|| plan::plan_untargeted(&Annotations::default(), defaults)) {
+        Some(plan) => Ok(Scanned::Untargeted(plan)),
+        None => {
+            s.rewind(start);
+            s.deserialize::<PodView<'a>>()
+                .map(|pod| Scanned::Pod(Box::new(pod)))
+        }
+    }
+}
+
+/// `/mutate` for a Pod CREATE the scanner read.
+fn mutate_scanned(
+    object: Scanned<'_>,
+    namespace_opt_in: bool,
+    config: &InjectConfig,
+) -> Result<Answer, ReviewError> {
+    match object {
+        Scanned::Untargeted(plan) => mutation_answer(patch::Mutation {
+            verdict: plan.verdict,
+            ops: Vec::new(),
+            warnings: plan.warnings,
+        }),
+        Scanned::Pod(pod) => mutate_pod(&pod, namespace_opt_in, config),
+    }
+}
+
+/// Writes the AdmissionReview response. Written by hand: the strings that
+/// can need escaping (uid, message, warnings) go through serde_json; the
+/// rest, the base64 patch included, needs none and is copied as it is.
 fn respond(uid: &str, answer: Answer) -> Result<Reviewed, ReviewError> {
     // Room for everything, so the buffer is not grown while writing.
     let capacity = 256
         + uid.len()
-        + answer.patch.as_ref().map_or(0, |p| p.get().len())
+        + answer.patch.as_ref().map_or(0, String::len)
         + answer.denial.as_ref().map_or(0, String::len)
         + answer.warnings.iter().map(|w| w.len() + 8).sum::<usize>();
-    let out = ReviewOut {
-        api_version: API_VERSION,
-        kind: KIND,
-        response: ResponseOut {
-            uid,
-            allowed: answer.denial.is_none(),
-            status: match &answer.denial {
-                None => StatusOut::default(),
-                Some(message) => StatusOut {
-                    status: Some("Failure"),
-                    code: Some(400),
-                    reason: Some("BadRequest"),
-                    message: Some(message),
-                },
-            },
-            patch_type: answer.patch.as_ref().map(|_| "JSONPatch"),
-            patch: answer.patch,
-            warnings: &answer.warnings,
-        },
-    };
     let mut body = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut body, &out).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    body.extend_from_slice(br#"{"apiVersion":""#);
+    body.extend_from_slice(API_VERSION.as_bytes());
+    body.extend_from_slice(br#"","kind":""#);
+    body.extend_from_slice(KIND.as_bytes());
+    body.extend_from_slice(br#"","response":{"uid":"#);
+    write_str(&mut body, uid)?;
+    // `status` is always present: Kubernetes ignores it when `allowed` is
+    // true, and clients with a required `status` field (kube-rs) can read
+    // the response.
+    match &answer.denial {
+        None => body.extend_from_slice(br#","allowed":true,"status":{}"#),
+        Some(message) => {
+            body.extend_from_slice(
+                br#","allowed":false,"status":{"status":"Failure","code":400,"reason":"BadRequest","message":"#,
+            );
+            write_str(&mut body, message)?;
+            body.push(b'}');
+        }
+    }
+    if let Some(patch) = &answer.patch {
+        body.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+        body.extend_from_slice(patch.as_bytes());
+        body.push(b'"');
+    }
+    if !answer.warnings.is_empty() {
+        body.extend_from_slice(br#","warnings":"#);
+        serde_json::to_writer(&mut body, &answer.warnings).map_err(ReviewError::Write)?;
+    }
+    body.extend_from_slice(b"}}");
     Ok(Reviewed {
         body,
         outcome: answer.outcome,
     })
+}
+
+fn write_str(body: &mut Vec<u8>, s: &str) -> Result<(), ReviewError> {
+    serde_json::to_writer(body, s).map_err(ReviewError::Write)
 }
 
 fn is_pod(kind: &GroupKind<'_>) -> bool {
@@ -341,7 +464,10 @@ fn mutate_pod(
         backlog: config.default_backlog,
         implicit: namespace_opt_in,
     };
-    let mutation = patch::mutate(pod, defaults, config);
+    mutation_answer(patch::mutate(pod, defaults, config))
+}
+
+fn mutation_answer(mutation: patch::Mutation) -> Result<Answer, ReviewError> {
     let outcome = match &mutation.verdict {
         Verdict::Inject => Outcome::Injected,
         Verdict::NotTargeted | Verdict::AlreadyInjected => Outcome::Untouched,
@@ -351,8 +477,8 @@ fn mutate_pod(
     let patch = if mutation.ops.is_empty() {
         None
     } else {
-        let json = patch_json(&mutation.ops).map_err(|e| ReviewError::Malformed(e.to_string()))?;
-        Some(base64_json_string(&json)?)
+        let json = patch_json(&mutation.ops).map_err(ReviewError::Write)?;
+        Some(base64(&json))
     };
     Ok(Answer {
         outcome,
@@ -399,16 +525,44 @@ fn patch_json(ops: &[patch::Op]) -> Result<Vec<u8>, serde_json::Error> {
     Ok(json)
 }
 
-/// `bytes` in base64, as JSON text (a quoted string). The base64 alphabet
-/// needs no escaping, so the response writes it as it is instead of
-/// serde_json scanning every byte of it for characters to escape (the
-/// largest single cost of serialising an injection's response).
-fn base64_json_string(bytes: &[u8]) -> Result<Box<RawValue>, ReviewError> {
-    let mut quoted = String::with_capacity(bytes.len().div_ceil(3) * 4 + 2);
-    quoted.push('"');
-    BASE64_STANDARD.encode_string(bytes, &mut quoted);
-    quoted.push('"');
-    RawValue::from_string(quoted).map_err(|e| ReviewError::Malformed(e.to_string()))
+/// The base64 alphabet (RFC 4648, standard, with padding).
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Every 12-bit value → its two base64 characters: three input bytes
+/// take two lookups.
+const BASE64_PAIRS: [[u8; 2]; 4096] = {
+    let mut pairs = [[0u8; 2]; 4096];
+    let mut i = 0;
+    while i < 4096 {
+        pairs[i] = [BASE64[i >> 6], BASE64[i & 63]];
+        i += 1;
+    }
+    pairs
+};
+
+/// `bytes` in base64 (standard alphabet, padded), as the API requires for
+/// `patch`. Needs no JSON escaping.
+fn base64(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len().div_ceil(3) * 4];
+    let mut chunks = bytes.chunks_exact(3);
+    for (src, dst) in (&mut chunks).zip(out.chunks_exact_mut(4)) {
+        let n = usize::from(src[0]) << 16 | usize::from(src[1]) << 8 | usize::from(src[2]);
+        dst[..2].copy_from_slice(&BASE64_PAIRS[n >> 12]);
+        dst[2..].copy_from_slice(&BASE64_PAIRS[n & 0xfff]);
+    }
+    let rest = chunks.remainder();
+    if let Some(dst) = out.rchunks_exact_mut(4).next().filter(|_| !rest.is_empty()) {
+        let n = usize::from(rest[0]) << 16 | usize::from(rest.get(1).copied().unwrap_or(0)) << 8;
+        dst[..2].copy_from_slice(&BASE64_PAIRS[n >> 12]);
+        dst[2] = if rest.len() == 2 {
+            BASE64_PAIRS[n & 0xfff][0]
+        } else {
+            b'='
+        };
+        dst[3] = b'=';
+    }
+    // Only alphabet characters were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn has_sub_resource<O>(request: &Request<'_, O>) -> bool {
@@ -551,6 +705,7 @@ fn unchanged_in_old(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::prelude::{BASE64_STANDARD, Engine as _};
     use serde_json::{Value, json};
 
     fn review(kind: Value, operation: &str, object: Value) -> Vec<u8> {
@@ -744,6 +899,66 @@ mod tests {
     }
 
     #[test]
+    fn untargeted_pods_are_answered_from_their_annotations() {
+        let config = InjectConfig::default();
+        // The spec of a pod that asks for nothing is not read.
+        let body = review(
+            pod_kind(),
+            "CREATE",
+            json!({"metadata": {"annotations": {"forcebacklog/valu": "5", "a": "b"}},
+                   "spec": {"containers": "not read"}}),
+        );
+        let r = handle(&body, MUTATE, &config).unwrap();
+        assert_eq!(r.outcome, Outcome::Untouched);
+        let resp = response(&r);
+        assert!(
+            resp["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("forcebacklog/valu")
+        );
+        let body = review(
+            pod_kind(),
+            "CREATE",
+            json!({"metadata": {"annotations": {"forcebacklog/inject": "false"}}}),
+        );
+        let r = handle(&body, MUTATE, &config).unwrap();
+        assert_eq!(r.outcome, Outcome::Skipped("opted_out"));
+    }
+
+    #[test]
+    fn what_the_scanner_does_not_follow_is_answered_the_same() {
+        let config = InjectConfig::default();
+        let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "234"}},
+                         "spec": {"containers": [{"name": "a"}]}});
+        let plain = String::from_utf8(review(pod_kind(), "CREATE", pod)).unwrap();
+        let expected = handle(plain.as_bytes(), MUTATE, &config).unwrap();
+        assert_eq!(expected.outcome, Outcome::Injected);
+        // An escaped key, an escaped value, whitespace everywhere.
+        for text in [
+            plain.replacen("\"uid\"", "\"u\\u0069d\"", 1),
+            plain.replacen("\"CREATE\"", "\"CR\\u0045ATE\"", 1),
+            plain.replace(':', " :\n ").replace(',', " , "),
+        ] {
+            let r = handle(text.as_bytes(), MUTATE, &config).unwrap();
+            assert_eq!(r.body, expected.body, "{text}");
+        }
+        // A duplicate uid is an error, as serde_json reads it.
+        let dup = plain.replacen("\"uid\"", "\"uid\":\"x\",\"uid\"", 1);
+        assert!(handle(dup.as_bytes(), MUTATE, &config).is_err());
+    }
+
+    #[test]
+    fn base64_is_the_standard_encoding() {
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64(&bytes), BASE64_STANDARD.encode(&bytes), "{len}");
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(base64(&all), BASE64_STANDARD.encode(&all));
+    }
+
+    #[test]
     fn bad_envelopes_are_errors() {
         let config = InjectConfig::default();
         let err = |body: &[u8]| handle(body, MUTATE, &config).unwrap_err().to_string();
@@ -763,7 +978,8 @@ mod tests {
         let body = review(
             pod_kind(),
             "CREATE",
-            json!({"spec": {"containers": "nope"}}),
+            json!({"metadata": {"annotations": {"forcebacklog/value": "5"}},
+                   "spec": {"containers": "nope"}}),
         );
         assert!(err(&body).starts_with("request.object is not a valid Pod: invalid type"));
         let body = review(pod_kind(), "CREATE", Value::Null);
