@@ -312,12 +312,15 @@ fn scan_group_kind<'a>(s: &mut Scanner<'a>) -> Result<GroupKind<'a>, Unexpected>
 }
 
 /// An object as the scanner read it.
+// Made once per review and moved once, into the answer: boxing either
+// variant would cost an allocation per review.
+#[allow(clippy::large_enum_variant)]
 enum Scanned<'a> {
     /// Not targeted (by its annotations and the defaults): what the plan
     /// says without its spec.
     Untargeted(Plan),
     /// Targeted: read whole as a pod.
-    Pod(Box<PodView<'a>>),
+    Pod(PodView<'a>),
 }
 
 fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a>, Unexpected> {
@@ -346,9 +349,7 @@ fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a
     });
     if targeted {
         s.rewind(start);
-        return s
-            .deserialize::<PodView<'a>>()
-            .map(|pod| Scanned::Pod(Box::new(pod)));
+        return s.deserialize::<PodView<'a>>().map(Scanned::Pod);
     }
     scanned?;
     // No metadata at all: as an object without annotations.
@@ -356,8 +357,7 @@ fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a
         Some(plan) => Ok(Scanned::Untargeted(plan)),
         None => {
             s.rewind(start);
-            s.deserialize::<PodView<'a>>()
-                .map(|pod| Scanned::Pod(Box::new(pod)))
+            s.deserialize::<PodView<'a>>().map(Scanned::Pod)
         }
     }
 }
