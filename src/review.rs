@@ -68,7 +68,8 @@ pub struct Reviewed {
     pub outcome: Outcome,
 }
 
-/// Why a request body could not be answered with an AdmissionReview (HTTP 400).
+/// Why a request body could not be answered with an AdmissionReview: HTTP
+/// 400, or 500 for the one that is ours ([`ReviewError::Write`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
     /// The body is not JSON, or not an AdmissionReview's shape.
@@ -98,6 +99,13 @@ pub enum ReviewError {
         /// What is wrong with it.
         message: String,
     },
+}
+
+impl ReviewError {
+    /// True when the fault is ours, not the request's (HTTP 500, not 400).
+    pub fn is_internal(&self) -> bool {
+        matches!(self, ReviewError::Write(_))
+    }
 }
 
 const API_VERSION: &str = "admission.k8s.io/v1";

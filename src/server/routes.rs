@@ -138,7 +138,12 @@ async fn answer(shared: &Shared, route: Route, request: Request) -> (Status, Res
         Err(err) => {
             let message = super::error_chain(&err);
             tracing::warn!(endpoint = route.label(), error = %message, "bad admission request");
-            (Status::Malformed, error(StatusCode::BAD_REQUEST, &message))
+            let code = if err.is_internal() {
+                StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            (Status::Malformed, error(code, &message))
         }
     }
 }
