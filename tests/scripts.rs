@@ -58,6 +58,8 @@ fn shell_scripts_pass_shellcheck() {
     found.sort();
     for expected in [
         "tests/e2e/kind.sh",
+        "tests/e2e/cluster.sh",
+        "tests/e2e/cluster/build.sh",
         "docker/build-local.sh",
         "tests/helm/install-helm-sdk.sh",
         ".ci/run",

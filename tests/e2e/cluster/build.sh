@@ -24,15 +24,18 @@ here=$(cd "$(dirname "$0")" && pwd)
 die() { echo "cluster/build: $*" >&2; exit 1; }
 
 GO=${GO:-$(command -v go || true)}
-[ -n "$GO" ] || { [ -x /usr/local/go/bin/go ] && GO=/usr/local/go/bin/go; }
-[ -n "$GO" ] && [ -x "$GO" ] || die "the Go toolchain is missing (go on PATH or /usr/local/go/bin/go; Go >= 1.24, https://go.dev/dl or Debian golang)"
+if [ -z "$GO" ] && [ -x /usr/local/go/bin/go ]; then GO=/usr/local/go/bin/go; fi
+if [ -z "$GO" ] || [ ! -x "$GO" ]; then
+  die "the Go toolchain is missing (go on PATH or /usr/local/go/bin/go; Go >= 1.24, https://go.dev/dl or Debian golang)"
+fi
 
 version_of() { awk -v m="$1" '$1 == m { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$2"; }
 kube_version=$(version_of k8s.io/kubernetes "$here/kube/go.mod")
 etcd_version=$(version_of go.etcd.io/etcd/server/v3 "$here/etcd/go.mod")
 helm_version=$(version_of helm.sh/helm/v3 "$here/helm/go.mod")
-[ -n "$kube_version" ] && [ -n "$etcd_version" ] && [ -n "$helm_version" ] \
-  || die "could not read the pinned versions from $here/{kube,etcd,helm}/go.mod"
+if [ -z "$kube_version" ] || [ -z "$etcd_version" ] || [ -z "$helm_version" ]; then
+  die "could not read the pinned versions from $here/{kube,etcd,helm}/go.mod"
+fi
 
 hash=$(cat "$here"/kube/go.mod "$here"/kube/go.sum "$here"/etcd/go.mod "$here"/etcd/go.sum \
   "$here"/etcd/main.go "$here"/helm/go.mod "$here"/helm/go.sum "$0" | sha256sum | cut -c1-12)
@@ -63,8 +66,9 @@ build() { # DIR LDFLAGS PACKAGES...
   echo "cluster/build: $dir built in $((SECONDS - t0)) s" >&2
 }
 echo "cluster/build: building Kubernetes $kube_version, etcd $etcd_version and Helm $helm_version into $out (a cold build takes 10-30 minutes on 2 cores)" >&2
-[ -x "$out.tmp/kube-apiserver" ] && [ -x "$out.tmp/kube-controller-manager" ] && [ -x "$out.tmp/kubectl" ] \
-  || build kube "$stamp" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+if [ ! -x "$out.tmp/kube-apiserver" ] || [ ! -x "$out.tmp/kube-controller-manager" ] || [ ! -x "$out.tmp/kubectl" ]; then
+  build kube "$stamp" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+fi
 # The module is named .../etcd, so `go build .` writes a binary named etcd.
 [ -x "$out.tmp/etcd" ] || build etcd "" .
 helm_stamp="-X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
