@@ -35,11 +35,15 @@
 //! - [`sockets`]: the listening TCP sockets of a network namespace
 //!   (sock_diag) and its listen-overflow counters, as a table, JSON or
 //!   Prometheus metrics (`forcebacklog sockets`).
+//! - [`audit`]: the cluster client of `forcebacklog audit` (kube-rs):
+//!   which pods asked for the shim and were injected, skipped or missed,
+//!   grouped by owner with the command that fixes each.
 //! - [`config`]: what the operator configures for injection (image,
 //!   default backlog, init-container resources).
 #![forbid(unsafe_code)]
 
 pub mod annotations;
+pub mod audit;
 pub mod config;
 pub mod manifest;
 pub mod patch;

@@ -43,6 +43,33 @@ enum Command {
     },
     /// Listening TCP sockets of this network namespace: backlog, accept queue, overflow counters.
     Sockets(SocketsArgs),
+    /// Pods that asked for forcebacklog: injected, skipped or missed (exit 1), with the fix.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct AuditArgs {
+    /// Audit this namespace (default: the context's namespace).
+    #[arg(long, short = 'n', conflicts_with = "all_namespaces")]
+    namespace: Option<String>,
+    /// Audit every namespace.
+    #[arg(long, short = 'A')]
+    all_namespaces: bool,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long)]
+    context: Option<String>,
+    /// The kubeconfig file (default: KUBECONFIG, ~/.kube/config, then in-cluster).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    output: AuditOutput,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AuditOutput {
+    Table,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -238,6 +265,7 @@ fn main() -> ExitCode {
             forcebacklog::shim::run(&options, &args.command).map_err(Into::into)
         }
         Command::Sockets(args) => sockets(&args),
+        Command::Audit(args) => return audit(args),
         Command::InstallShim { dir } => forcebacklog::shim::install(&dir)
             .map(|_| ExitCode::SUCCESS)
             .map_err(Into::into),
@@ -245,14 +273,46 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            let mut line = format!("forcebacklog: {err}");
-            let mut source = err.source();
-            while let Some(cause) = source {
-                line.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{line}");
+            eprintln!("{}", error_line(err.as_ref()));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes as one line.
+fn error_line(err: &dyn Error) -> String {
+    let mut line = format!("forcebacklog: {err}");
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    line
+}
+
+/// Exit 0 when nothing was missed, 1 when a pod was, 2 when the audit failed.
+fn audit(args: AuditArgs) -> ExitCode {
+    use forcebacklog::audit::{Options, Output, Scope};
+    let scope = match (args.namespace, args.all_namespaces) {
+        (_, true) => Scope::All,
+        (Some(ns), false) => Scope::Namespace(ns),
+        (None, false) => Scope::ContextNamespace,
+    };
+    let options = Options {
+        scope,
+        kubeconfig: args.kubeconfig,
+        context: args.context,
+        output: match args.output {
+            AuditOutput::Table => Output::Table,
+            AuditOutput::Json => Output::Json,
+        },
+    };
+    match forcebacklog::audit::run(&options) {
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("{}", error_line(&err));
+            ExitCode::from(2)
         }
     }
 }

@@ -1,0 +1,1036 @@
+//! `forcebacklog audit`: which pods asked for the shim and got it, were
+//! skipped (and why), or were **missed**: admitted while the webhook could
+//! not be reached (`failurePolicy: Ignore`), so no `forcebacklog/status`.
+//!
+//! A pod asks for forcebacklog when the webhook would target it: a
+//! `forcebacklog/value` annotation, `forcebacklog/inject: "true"`, or its
+//! namespace labelled `forcebacklog/inject=enabled` (and the pod not opted
+//! out with `forcebacklog/inject: "false"`). A namespace labelled
+//! `forcebacklog/inject=disabled` is never watched, so its pods never ask.
+//! The rule is [`crate::annotations::targeting`], the webhook's own.
+//!
+//! Pods are grouped by the object that owns them, followed through the
+//! ownerReferences a controller sets (Pod → ReplicaSet → Deployment,
+//! Pod → Job → CronJob, StatefulSet, DaemonSet), and each owner with a
+//! missed pod gets the command that recreates its pods (see [`fix`]).
+//! Pods that have finished (Succeeded, Failed) or are being deleted are
+//! left out: they will not run again.
+//!
+//! Read-only, and metadata only: it lists pods and namespaces and gets
+//! replicasets and jobs (`PartialObjectMetadata`, never specs). The
+//! cluster configuration follows kubectl's rules ([`kube::Config::infer`]:
+//! `KUBECONFIG` or `~/.kube/config`, else in-cluster), or the
+//! `--kubeconfig`/`--context` given.
+//!
+//! Everything that decides ([`asks`], [`classify`], [`owner_through`],
+//! [`group`], [`fix`]) is a pure function over k8s-openapi objects; the
+//! client only fetches.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+
+use crate::annotations::{self, Annotations, Defaults, Raw, Targeting};
+
+/// The namespace label that opts every pod in (`enabled`) or none (`disabled`).
+pub const NAMESPACE_LABEL: &str = "forcebacklog/inject";
+/// What audit needs, for error messages and docs.
+pub const RBAC_NEEDED: &str =
+    "list pods and namespaces, get replicasets (apps) and jobs (batch); see docs/install.md";
+/// Pods per list request.
+const PAGE: u32 = 500;
+
+/// What went wrong while auditing.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No usable cluster configuration (kubeconfig unreadable, context
+    /// unknown, and not running in a cluster).
+    #[error("no cluster configuration: {0}")]
+    Config(String),
+    /// The client could not be built from the configuration (TLS, proxy…).
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(String),
+    /// The API server refused or failed a request.
+    #[error("{what}: {reason}")]
+    Request {
+        /// What was asked, e.g. `listing pods in namespace shop`.
+        what: String,
+        /// The API server's answer, or why there was none.
+        reason: String,
+    },
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] io::Error),
+    /// The report could not be written to stdout.
+    #[error("cannot write the report")]
+    Output(#[source] io::Error),
+}
+
+/// Which pods to audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The namespace of the kubeconfig context (`default` when it sets none).
+    ContextNamespace,
+    /// This namespace.
+    Namespace(String),
+    /// Every namespace.
+    All,
+}
+
+/// The report's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// A table, then the fixes.
+    Table,
+    /// One JSON object (see [`Report`]).
+    Json,
+}
+
+/// What `forcebacklog audit` was asked.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Which pods.
+    pub scope: Scope,
+    /// A kubeconfig file instead of `KUBECONFIG`/`~/.kube/config`/in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig instead of its current one.
+    pub context: Option<String>,
+    /// The format.
+    pub output: Output,
+}
+
+/// How a namespace's `forcebacklog/inject` label opts its pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NamespaceOptIn {
+    /// No label (or another value): only annotated pods ask.
+    #[default]
+    None,
+    /// `enabled`: every pod asks unless it opts out.
+    Enabled,
+    /// `disabled`: the webhook never sees its pods.
+    Disabled,
+}
+
+impl NamespaceOptIn {
+    /// Reads a namespace's labels.
+    pub fn of(namespace: &ObjectMeta) -> NamespaceOptIn {
+        match namespace
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(NAMESPACE_LABEL))
+            .map(String::as_str)
+        {
+            Some("enabled") => NamespaceOptIn::Enabled,
+            Some("disabled") => NamespaceOptIn::Disabled,
+            _ => NamespaceOptIn::None,
+        }
+    }
+}
+
+/// The `forcebacklog/*` annotations of an object.
+fn our_annotations(meta: &ObjectMeta) -> Annotations<'_> {
+    let mut found = Annotations::default();
+    for (key, value) in meta.annotations.iter().flatten() {
+        if key == annotations::MIRROR {
+            found.mirror = true;
+        } else {
+            found.insert(key, Raw::Str(Cow::Borrowed(value)));
+        }
+    }
+    found
+}
+
+/// True when the webhook would target this pod, by the webhook's own rule.
+/// A pod whose annotations are invalid asks too: the webhook answers it
+/// with `skipped: <reason>`.
+pub fn asks(pod: &ObjectMeta, namespace: NamespaceOptIn) -> bool {
+    if namespace == NamespaceOptIn::Disabled {
+        return false;
+    }
+    let defaults = Defaults {
+        backlog: annotations::DEFAULT_SOMAXCONN,
+        implicit: namespace == NamespaceOptIn::Enabled,
+    };
+    match annotations::targeting(&our_annotations(pod), defaults) {
+        Ok(Targeting::Targeted(_)) | Err(_) => true,
+        Ok(Targeting::NotTargeted | Targeting::OptedOut) => false,
+    }
+}
+
+/// What happened to a pod that asks for forcebacklog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// `forcebacklog/status: injected`.
+    Injected,
+    /// `forcebacklog/status: skipped: <reason>`: the webhook saw it and left it alone.
+    Skipped(String),
+    /// No `forcebacklog/status`: the webhook never saw it.
+    Missed,
+}
+
+impl State {
+    /// `injected`, `skipped` or `missed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            State::Injected => "injected",
+            State::Skipped(_) => "skipped",
+            State::Missed => "missed",
+        }
+    }
+
+    /// The reason of a skipped pod.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            State::Skipped(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Reads what the webhook wrote on a pod that asks for forcebacklog.
+pub fn classify(pod: &ObjectMeta) -> State {
+    let found = our_annotations(pod);
+    match found.status_str() {
+        Some(annotations::STATUS_INJECTED) => State::Injected,
+        Some(status) => {
+            let reason = status.strip_prefix("skipped:").unwrap_or(status).trim();
+            State::Skipped(reason.to_owned())
+        }
+        // The webhook never injects the mirror pod of a static pod: the
+        // kubelet runs it from a file on the node, whatever the API says.
+        None if found.mirror => {
+            State::Skipped("mirror pod of a static pod (never injected)".to_owned())
+        }
+        None => State::Missed,
+    }
+}
+
+/// The object a pod's pods are recreated through: `Deployment/web`,
+/// `Pod/debug` for a pod nothing owns.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Owner {
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, `ReplicaSet`, `CronJob`,
+    /// `Job`, `Pod`, or another controller's kind.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl Owner {
+    fn of(reference: &OwnerReference) -> Owner {
+        Owner {
+            kind: reference.kind.clone(),
+            name: reference.name.clone(),
+        }
+    }
+}
+
+/// The controlling ownerReference (`controller: true`), else the first.
+pub fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    let refs = meta.owner_references.as_deref().unwrap_or_default();
+    refs.iter()
+        .find(|r| r.controller == Some(true))
+        .or_else(|| refs.first())
+}
+
+/// Which kind of intermediate owner is looked up to find the one above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intermediate {
+    /// A ReplicaSet, perhaps a Deployment's.
+    ReplicaSet,
+    /// A Job, perhaps a CronJob's.
+    Job,
+}
+
+impl Intermediate {
+    /// The intermediate kind a pod's owner is, if any.
+    pub fn of(reference: &OwnerReference) -> Option<Intermediate> {
+        let group = reference.api_version.split('/').next().unwrap_or_default();
+        match (reference.kind.as_str(), group) {
+            ("ReplicaSet", "apps") => Some(Intermediate::ReplicaSet),
+            ("Job", "batch") => Some(Intermediate::Job),
+            _ => None,
+        }
+    }
+
+    /// The kind that owns it when a controller made it.
+    fn parent_kind(self) -> &'static str {
+        match self {
+            Intermediate::ReplicaSet => "Deployment",
+            Intermediate::Job => "CronJob",
+        }
+    }
+}
+
+/// The owner of a pod whose controller is `first`, given the metadata of
+/// that controller when it was looked up (a ReplicaSet or a Job): its own
+/// Deployment or CronJob when it has one, else `first` itself. A pod with
+/// no owner is its own (`Pod/NAME`).
+pub fn owner_through(
+    pod: &ObjectMeta,
+    first: Option<&OwnerReference>,
+    parent: Option<&ObjectMeta>,
+) -> Owner {
+    let Some(first) = first else {
+        return Owner {
+            kind: "Pod".to_owned(),
+            name: pod.name.clone().unwrap_or_default(),
+        };
+    };
+    if let (Some(kind), Some(parent)) = (Intermediate::of(first), parent)
+        && let Some(above) = controller(parent).filter(|r| r.kind == kind.parent_kind())
+    {
+        return Owner::of(above);
+    }
+    Owner::of(first)
+}
+
+/// One pod that asks for forcebacklog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodReport {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// What its pods are recreated through.
+    pub owner: Owner,
+    /// What happened to it.
+    pub state: State,
+}
+
+/// The pods of one owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerReport {
+    /// The owner's namespace.
+    pub namespace: String,
+    /// The owner.
+    pub owner: Owner,
+    /// Its pods, by name.
+    pub pods: Vec<PodReport>,
+    /// The command that fixes its missed pods, when it has any.
+    pub fix: Option<String>,
+}
+
+impl OwnerReport {
+    /// Its pods in this state.
+    pub fn count(&self, state: &str) -> usize {
+        self.pods
+            .iter()
+            .filter(|p| p.state.as_str() == state)
+            .count()
+    }
+}
+
+/// Groups pods by (namespace, owner), in that order, with the fix of
+/// every owner that has a missed pod.
+pub fn group(mut pods: Vec<PodReport>) -> Vec<OwnerReport> {
+    pods.sort_by(|a, b| (&a.namespace, &a.owner, &a.name).cmp(&(&b.namespace, &b.owner, &b.name)));
+    let mut owners: Vec<OwnerReport> = Vec::new();
+    for pod in pods {
+        match owners.last_mut() {
+            Some(last) if last.namespace == pod.namespace && last.owner == pod.owner => {
+                last.pods.push(pod);
+            }
+            _ => owners.push(OwnerReport {
+                namespace: pod.namespace.clone(),
+                owner: pod.owner.clone(),
+                pods: vec![pod],
+                fix: None,
+            }),
+        }
+    }
+    for report in &mut owners {
+        let missed: Vec<&str> = report
+            .pods
+            .iter()
+            .filter(|p| p.state == State::Missed)
+            .map(|p| p.name.as_str())
+            .collect();
+        if !missed.is_empty() {
+            report.fix = Some(fix(&report.namespace, &report.owner, &missed));
+        }
+    }
+    owners
+}
+
+/// The command that recreates an owner's missed pods through the webhook.
+pub fn fix(namespace: &str, owner: &Owner, missed: &[&str]) -> String {
+    let name = &owner.name;
+    match owner.kind.as_str() {
+        "Deployment" | "StatefulSet" | "DaemonSet" => format!(
+            "kubectl -n {namespace} rollout restart {}/{name}",
+            owner.kind.to_lowercase()
+        ),
+        "CronJob" => format!(
+            "the next run of cronjob/{name} is injected; to run it now: kubectl -n {namespace} create job --from=cronjob/{name} {name}-rerun"
+        ),
+        "Job" => format!(
+            "delete and recreate job/{name} from its manifest: kubectl -n {namespace} delete job {name} && kubectl apply -f JOB.yaml"
+        ),
+        "Pod" => format!(
+            "delete and recreate pod/{name} from its manifest: kubectl -n {namespace} delete pod {name} && kubectl apply -f POD.yaml"
+        ),
+        // A ReplicaSet of its own, a ReplicationController, an operator's
+        // kind: it replaces deleted pods.
+        kind => format!(
+            "kubectl -n {namespace} delete pod {} ({}/{name} recreates them)",
+            missed.join(" "),
+            kind.to_lowercase()
+        ),
+    }
+}
+
+/// The audit: every pod that asks, grouped by owner.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Report {
+    /// What was audited: a namespace, or every namespace.
+    pub scope: String,
+    /// By namespace and owner.
+    pub owners: Vec<OwnerReport>,
+}
+
+impl Report {
+    /// Pods in this state.
+    pub fn count(&self, state: &str) -> usize {
+        self.owners.iter().map(|o| o.count(state)).sum()
+    }
+
+    /// True when a pod was missed.
+    pub fn has_missed(&self) -> bool {
+        self.count("missed") > 0
+    }
+
+    /// The report as `--output json` prints it.
+    pub fn to_json(&self) -> serde_json::Value {
+        #[derive(Serialize)]
+        struct PodJson<'a> {
+            namespace: &'a str,
+            name: &'a str,
+            owner: &'a Owner,
+            state: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct OwnerJson<'a> {
+            namespace: &'a str,
+            kind: &'a str,
+            name: &'a str,
+            injected: usize,
+            skipped: usize,
+            missed: usize,
+            missed_pods: Vec<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            fix: Option<&'a str>,
+        }
+        let pods: Vec<PodJson<'_>> = self
+            .owners
+            .iter()
+            .flat_map(|o| &o.pods)
+            .map(|p| PodJson {
+                namespace: &p.namespace,
+                name: &p.name,
+                owner: &p.owner,
+                state: p.state.as_str(),
+                reason: p.state.reason(),
+            })
+            .collect();
+        let owners: Vec<OwnerJson<'_>> = self
+            .owners
+            .iter()
+            .map(|o| OwnerJson {
+                namespace: &o.namespace,
+                kind: &o.owner.kind,
+                name: &o.owner.name,
+                injected: o.count("injected"),
+                skipped: o.count("skipped"),
+                missed: o.count("missed"),
+                missed_pods: o
+                    .pods
+                    .iter()
+                    .filter(|p| p.state == State::Missed)
+                    .map(|p| p.name.as_str())
+                    .collect(),
+                fix: o.fix.as_deref(),
+            })
+            .collect();
+        serde_json::json!({
+            "scope": self.scope,
+            "pods": pods,
+            "owners": owners,
+            "summary": {
+                "injected": self.count("injected"),
+                "skipped": self.count("skipped"),
+                "missed": self.count("missed"),
+            },
+        })
+    }
+
+    /// The report as `--output table` prints it: a row per pod, a
+    /// summary line, then the fix of each owner with missed pods.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let pods: Vec<&PodReport> = self.owners.iter().flat_map(|o| &o.pods).collect();
+        if pods.is_empty() {
+            let _ = writeln!(out, "no pods ask for forcebacklog in {}", self.scope);
+            return out;
+        }
+        let owner_of = |p: &PodReport| format!("{}/{}", p.owner.kind.to_lowercase(), p.owner.name);
+        let width = |header: &str, f: &dyn Fn(&PodReport) -> usize| {
+            pods.iter()
+                .map(|p| f(p))
+                .max()
+                .unwrap_or(0)
+                .max(header.len())
+        };
+        let w_ns = width("NAMESPACE", &|p| p.namespace.len());
+        let w_owner = width("OWNER", &|p| owner_of(p).len());
+        let w_pod = width("POD", &|p| p.name.len());
+        let w_state = "INJECTED".len();
+        let _ = writeln!(
+            out,
+            "{:w_ns$}  {:w_owner$}  {:w_pod$}  {:w_state$}  REASON",
+            "NAMESPACE", "OWNER", "POD", "STATE"
+        );
+        for p in &pods {
+            let line = format!(
+                "{:w_ns$}  {:w_owner$}  {:w_pod$}  {:w_state$}  {}",
+                p.namespace,
+                owner_of(p),
+                p.name,
+                p.state.as_str(),
+                p.state.reason().unwrap_or_default()
+            );
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        let _ = writeln!(
+            out,
+            "\n{} pods ask for forcebacklog in {}: {} injected, {} skipped, {} missed",
+            pods.len(),
+            self.scope,
+            self.count("injected"),
+            self.count("skipped"),
+            self.count("missed")
+        );
+        let fixes: Vec<&str> = self
+            .owners
+            .iter()
+            .filter_map(|o| o.fix.as_deref())
+            .collect();
+        if !fixes.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nMissed pods were admitted without the webhook; recreate them while it runs:"
+            );
+            for f in fixes {
+                let _ = writeln!(out, "  {f}");
+            }
+        }
+        out
+    }
+}
+
+/// Runs `forcebacklog audit`: prints the report; true when a pod was missed.
+pub fn run(options: &Options) -> Result<bool, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let report = runtime.block_on(audit(options))?;
+    let text = match options.output {
+        Output::Table => report.to_table(),
+        Output::Json => format!("{:#}\n", report.to_json()),
+    };
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(Error::Output)?;
+    Ok(report.has_missed())
+}
+
+/// The error and its causes on one line, without kube's repetitions.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+/// A failed request as one line: the API server's own message (which
+/// names the user, the verb and the resource when forbidden), and what
+/// audit needs when it was refused.
+fn request_error(what: String, err: &kube::Error) -> Error {
+    let reason = match err {
+        kube::Error::Api(status) => {
+            let mut reason = format!("{} ({} {})", status.message, status.code, status.reason);
+            if status.code == 401 || status.code == 403 {
+                let _ = write!(reason, "; audit needs to {RBAC_NEEDED}");
+            }
+            reason
+        }
+        other => chain(other),
+    };
+    Error::Request { what, reason }
+}
+
+/// The client, and the scope with the context's namespace filled in.
+async fn client(options: &Options) -> Result<(kube::Client, Scope), Error> {
+    let kube_options = kube::config::KubeConfigOptions {
+        context: options.context.clone(),
+        ..Default::default()
+    };
+    let config = match (&options.kubeconfig, &options.context) {
+        (Some(path), _) => {
+            let file =
+                kube::config::Kubeconfig::read_from(path).map_err(|e| Error::Config(chain(&e)))?;
+            kube::Config::from_custom_kubeconfig(file, &kube_options)
+                .await
+                .map_err(|e| Error::Config(chain(&e)))?
+        }
+        (None, Some(_)) => kube::Config::from_kubeconfig(&kube_options)
+            .await
+            .map_err(|e| Error::Config(chain(&e)))?,
+        (None, None) => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Config(chain(&e)))?,
+    };
+    let namespace = config.default_namespace.clone();
+    let scope = match &options.scope {
+        Scope::ContextNamespace => Scope::Namespace(namespace),
+        other => other.clone(),
+    };
+    let client = kube::Client::try_from(config).map_err(|e| Error::Client(chain(&e)))?;
+    Ok((client, scope))
+}
+
+async fn audit(options: &Options) -> Result<Report, Error> {
+    let (client, scope) = client(options).await?;
+    let (pods_api, namespaces_params, scope_text): (Api<Pod>, ListParams, String) = match &scope {
+        Scope::Namespace(ns) => (
+            Api::namespaced(client.clone(), ns),
+            ListParams::default()
+                .labels(NAMESPACE_LABEL)
+                .fields(&format!("metadata.name={ns}")),
+            format!("namespace {ns}"),
+        ),
+        Scope::All | Scope::ContextNamespace => (
+            Api::all(client.clone()),
+            ListParams::default().labels(NAMESPACE_LABEL),
+            "all namespaces".to_owned(),
+        ),
+    };
+
+    // Only labelled namespaces matter; the others opt nothing in or out.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let labelled = namespaces
+        .list_metadata(&namespaces_params)
+        .await
+        .map_err(|e| request_error("listing namespaces".to_owned(), &e))?;
+    let opt_in: HashMap<String, NamespaceOptIn> = labelled
+        .items
+        .iter()
+        .filter_map(|n| Some((n.metadata.name.clone()?, NamespaceOptIn::of(&n.metadata))))
+        .collect();
+
+    let mut asking: Vec<ObjectMeta> = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        // Finished pods will not run again; the API server leaves them out.
+        let mut params = ListParams::default()
+            .fields("status.phase!=Succeeded,status.phase!=Failed")
+            .limit(PAGE);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = pods_api
+            .list_metadata(&params)
+            .await
+            .map_err(|e| request_error(format!("listing pods in {scope_text}"), &e))?;
+        for pod in page.items {
+            let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+            let namespace = opt_in.get(ns).copied().unwrap_or_default();
+            if pod.metadata.deletion_timestamp.is_none() && asks(&pod.metadata, namespace) {
+                asking.push(pod.metadata);
+            }
+        }
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+
+    // One lookup per intermediate owner, however many pods it has.
+    let mut parents: HashMap<(String, String), Option<ObjectMeta>> = HashMap::new();
+    let mut pods = Vec::with_capacity(asking.len());
+    for pod in asking {
+        let namespace = pod.namespace.clone().unwrap_or_default();
+        let first = controller(&pod);
+        let parent = match first.and_then(|r| Intermediate::of(r).map(|k| (k, r))) {
+            Some((kind, reference)) => {
+                let key = (namespace.clone(), format!("{kind:?}/{}", reference.name));
+                if !parents.contains_key(&key) {
+                    let found = lookup(&client, &namespace, kind, &reference.name).await?;
+                    parents.insert(key.clone(), found);
+                }
+                parents.get(&key).and_then(Option::as_ref)
+            }
+            None => None,
+        };
+        pods.push(PodReport {
+            owner: owner_through(&pod, first, parent),
+            state: classify(&pod),
+            name: pod.name.clone().unwrap_or_default(),
+            namespace,
+        });
+    }
+    Ok(Report {
+        scope: scope_text,
+        owners: group(pods),
+    })
+}
+
+/// The metadata of a ReplicaSet or Job; `None` when it is gone.
+async fn lookup(
+    client: &kube::Client,
+    namespace: &str,
+    kind: Intermediate,
+    name: &str,
+) -> Result<Option<ObjectMeta>, Error> {
+    let what = |resource: &str| format!("getting {resource} {name} in namespace {namespace}");
+    let found = match kind {
+        Intermediate::ReplicaSet => Api::<ReplicaSet>::namespaced(client.clone(), namespace)
+            .get_metadata_opt(name)
+            .await
+            .map_err(|e| request_error(what("replicaset"), &e))?
+            .map(|m| m.metadata),
+        Intermediate::Job => Api::<Job>::namespaced(client.clone(), namespace)
+            .get_metadata_opt(name)
+            .await
+            .map_err(|e| request_error(what("job"), &e))?
+            .map(|m| m.metadata),
+    };
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn meta(value: serde_json::Value) -> ObjectMeta {
+        serde_json::from_value(value).expect("ObjectMeta")
+    }
+
+    fn owned_by(kind: &str, api_version: &str, name: &str) -> serde_json::Value {
+        json!([{"apiVersion": api_version, "kind": kind, "name": name,
+                "uid": format!("uid-{name}"), "controller": true}])
+    }
+
+    fn pod(name: &str, annotations: serde_json::Value) -> ObjectMeta {
+        meta(json!({"name": name, "namespace": "shop", "annotations": annotations}))
+    }
+
+    #[test]
+    fn a_pod_asks_by_annotation_or_by_its_namespace() {
+        use NamespaceOptIn::{Disabled, Enabled, None};
+        let value = pod("a", json!({"forcebacklog/value": "1024"}));
+        let inject = pod("b", json!({"forcebacklog/inject": "true"}));
+        let plain = pod("c", json!({"other/key": "x"}));
+        let opted_out = pod("d", json!({"forcebacklog/inject": "false"}));
+        let only_mode = pod("e", json!({"forcebacklog/mode": "set"}));
+        let invalid = pod("f", json!({"forcebacklog/value": "abc"}));
+        assert!(asks(&value, None));
+        assert!(asks(&inject, None));
+        assert!(!asks(&plain, None));
+        assert!(!asks(&only_mode, None));
+        // Invalid but targeted: the webhook answers with a skip reason.
+        assert!(asks(&invalid, None));
+        assert!(asks(&plain, Enabled));
+        assert!(!asks(&opted_out, Enabled));
+        // A namespace labelled disabled is never sent to the webhook.
+        assert!(!asks(&value, Disabled));
+    }
+
+    #[test]
+    fn namespace_labels_read_like_the_webhook_selectors() {
+        let ns = |label: serde_json::Value| {
+            NamespaceOptIn::of(&meta(json!({"name": "n", "labels": label})))
+        };
+        assert_eq!(
+            ns(json!({"forcebacklog/inject": "enabled"})),
+            NamespaceOptIn::Enabled
+        );
+        assert_eq!(
+            ns(json!({"forcebacklog/inject": "disabled"})),
+            NamespaceOptIn::Disabled
+        );
+        assert_eq!(
+            ns(json!({"forcebacklog/inject": "yes"})),
+            NamespaceOptIn::None
+        );
+        assert_eq!(ns(json!({})), NamespaceOptIn::None);
+    }
+
+    #[test]
+    fn classify_reads_the_status_the_webhook_wrote() {
+        assert_eq!(
+            classify(&pod(
+                "a",
+                json!({"forcebacklog/value": "1", "forcebacklog/status": "injected"})
+            )),
+            State::Injected
+        );
+        let skipped = classify(&pod(
+            "b",
+            json!({"forcebacklog/value": "abc",
+                   "forcebacklog/status": "skipped: forcebacklog/value: \"abc\" is not a backlog"}),
+        ));
+        assert_eq!(
+            skipped,
+            State::Skipped("forcebacklog/value: \"abc\" is not a backlog".to_owned())
+        );
+        assert_eq!(skipped.as_str(), "skipped");
+        assert_eq!(
+            classify(&pod("c", json!({"forcebacklog/value": "1"}))),
+            State::Missed
+        );
+        let mirror = classify(&pod(
+            "d",
+            json!({"forcebacklog/value": "1", "kubernetes.io/config.mirror": "abc"}),
+        ));
+        assert!(matches!(mirror, State::Skipped(ref r) if r.contains("static pod")));
+    }
+
+    #[test]
+    fn owners_are_followed_through_replicasets_and_jobs() {
+        let rs_pod = meta(json!({"name": "web-5d-x", "ownerReferences":
+            owned_by("ReplicaSet", "apps/v1", "web-5d")}));
+        let rs = meta(json!({"name": "web-5d", "ownerReferences":
+            owned_by("Deployment", "apps/v1", "web")}));
+        let first = controller(&rs_pod);
+        assert_eq!(
+            Intermediate::of(first.expect("owner")),
+            Some(Intermediate::ReplicaSet)
+        );
+        assert_eq!(
+            owner_through(&rs_pod, first, Some(&rs)),
+            Owner {
+                kind: "Deployment".into(),
+                name: "web".into()
+            }
+        );
+        // A ReplicaSet of its own, or one that is gone.
+        let lone = meta(json!({"name": "web-5d"}));
+        assert_eq!(
+            owner_through(&rs_pod, first, Some(&lone)).kind,
+            "ReplicaSet"
+        );
+        assert_eq!(owner_through(&rs_pod, first, None).kind, "ReplicaSet");
+
+        let job_pod = meta(json!({"name": "nightly-28-x", "ownerReferences":
+            owned_by("Job", "batch/v1", "nightly-28")}));
+        let job = meta(json!({"name": "nightly-28", "ownerReferences":
+            owned_by("CronJob", "batch/v1", "nightly")}));
+        let first = controller(&job_pod);
+        assert_eq!(
+            Intermediate::of(first.expect("owner")),
+            Some(Intermediate::Job)
+        );
+        assert_eq!(
+            owner_through(&job_pod, first, Some(&job)),
+            Owner {
+                kind: "CronJob".into(),
+                name: "nightly".into()
+            }
+        );
+
+        for (kind, api) in [("StatefulSet", "apps/v1"), ("DaemonSet", "apps/v1")] {
+            let p = meta(json!({"name": "p", "ownerReferences": owned_by(kind, api, "db")}));
+            let first = controller(&p);
+            assert_eq!(Intermediate::of(first.expect("owner")), None);
+            assert_eq!(
+                owner_through(&p, first, None),
+                Owner {
+                    kind: kind.into(),
+                    name: "db".into()
+                }
+            );
+        }
+        // Another group's kind named ReplicaSet is not followed.
+        let foreign = meta(json!({"name": "p", "ownerReferences":
+            owned_by("ReplicaSet", "example.com/v1", "x")}));
+        assert_eq!(Intermediate::of(controller(&foreign).expect("owner")), None);
+
+        let bare = meta(json!({"name": "debug"}));
+        assert_eq!(
+            owner_through(&bare, controller(&bare), None),
+            Owner {
+                kind: "Pod".into(),
+                name: "debug".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_controller_reference_wins_over_others() {
+        let p = meta(json!({"name": "p", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "cm", "uid": "1"},
+            {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "db", "uid": "2",
+             "controller": true}]}));
+        assert_eq!(controller(&p).map(|r| r.name.as_str()), Some("db"));
+    }
+
+    fn report(ns: &str, kind: &str, owner: &str, name: &str, state: State) -> PodReport {
+        PodReport {
+            namespace: ns.into(),
+            name: name.into(),
+            owner: Owner {
+                kind: kind.into(),
+                name: owner.into(),
+            },
+            state,
+        }
+    }
+
+    #[test]
+    fn pods_are_grouped_by_owner_with_a_fix_for_missed_ones() {
+        let owners = group(vec![
+            report("shop", "Deployment", "web", "web-2", State::Missed),
+            report("shop", "Pod", "debug", "debug", State::Missed),
+            report("shop", "Deployment", "web", "web-1", State::Injected),
+            report(
+                "db",
+                "StatefulSet",
+                "pg",
+                "pg-0",
+                State::Skipped("windows pod".into()),
+            ),
+            report("shop", "ReplicaSet", "lone", "lone-a", State::Missed),
+            report("shop", "ReplicaSet", "lone", "lone-b", State::Missed),
+        ]);
+        let keys: Vec<(&str, &str)> = owners
+            .iter()
+            .map(|o| (o.namespace.as_str(), o.owner.name.as_str()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("db", "pg"),
+                ("shop", "web"),
+                ("shop", "debug"),
+                ("shop", "lone")
+            ]
+        );
+        let web = &owners[1];
+        assert_eq!(
+            web.pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["web-1", "web-2"]
+        );
+        assert_eq!((web.count("injected"), web.count("missed")), (1, 1));
+        assert_eq!(
+            web.fix.as_deref(),
+            Some("kubectl -n shop rollout restart deployment/web")
+        );
+        assert_eq!(owners[0].fix, None, "skipped pods need no fix");
+        assert_eq!(
+            owners[3].fix.as_deref(),
+            Some("kubectl -n shop delete pod lone-a lone-b (replicaset/lone recreates them)")
+        );
+        let bare = owners[2].fix.as_deref().expect("fix");
+        assert!(bare.contains("delete and recreate pod/debug"), "{bare}");
+        assert!(bare.contains("kubectl -n shop delete pod debug"), "{bare}");
+    }
+
+    #[test]
+    fn fixes_per_kind() {
+        let owner = |kind: &str| Owner {
+            kind: kind.into(),
+            name: "x".into(),
+        };
+        assert_eq!(
+            fix("ns", &owner("StatefulSet"), &["x-0"]),
+            "kubectl -n ns rollout restart statefulset/x"
+        );
+        assert_eq!(
+            fix("ns", &owner("DaemonSet"), &["x-a"]),
+            "kubectl -n ns rollout restart daemonset/x"
+        );
+        assert!(fix("ns", &owner("CronJob"), &["x-1-a"]).contains("create job --from=cronjob/x"));
+        assert!(fix("ns", &owner("Job"), &["x-a"]).contains("delete job x"));
+    }
+
+    #[test]
+    fn report_as_json_and_table() {
+        let report = Report {
+            scope: "namespace shop".into(),
+            owners: group(vec![
+                report("shop", "Deployment", "web", "web-1", State::Injected),
+                report("shop", "Deployment", "web", "web-2", State::Missed),
+                report(
+                    "shop",
+                    "Pod",
+                    "odd",
+                    "odd",
+                    State::Skipped("windows pod".into()),
+                ),
+            ]),
+        };
+        assert!(report.has_missed());
+        let json = report.to_json();
+        assert_eq!(
+            json["summary"],
+            json!({"injected": 1, "skipped": 1, "missed": 1})
+        );
+        assert_eq!(json["pods"][2]["name"], "odd");
+        assert_eq!(json["pods"][2]["reason"], "windows pod");
+        assert_eq!(
+            json["pods"][1]["owner"],
+            json!({"kind": "Deployment", "name": "web"})
+        );
+        assert!(json["pods"][1].get("reason").is_none());
+        assert_eq!(json["owners"][0]["missed_pods"], json!(["web-2"]));
+        assert_eq!(
+            json["owners"][0]["fix"],
+            "kubectl -n shop rollout restart deployment/web"
+        );
+        let table = report.to_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("NAMESPACE  OWNER"), "{table}");
+        assert!(lines[3].ends_with("skipped   windows pod"), "{table}");
+        assert!(
+            lines[2].contains("web-2") && lines[2].ends_with("missed"),
+            "{table}"
+        );
+        assert!(table.contains(
+            "3 pods ask for forcebacklog in namespace shop: 1 injected, 1 skipped, 1 missed"
+        ));
+        assert!(table.contains("\n  kubectl -n shop rollout restart deployment/web\n"));
+
+        let empty = Report {
+            scope: "all namespaces".into(),
+            owners: vec![],
+        };
+        assert!(!empty.has_missed());
+        assert_eq!(
+            empty.to_table(),
+            "no pods ask for forcebacklog in all namespaces\n"
+        );
+    }
+}
