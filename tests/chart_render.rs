@@ -273,9 +273,16 @@ fn deployment_is_hardened_and_passes_the_values_to_serve() {
     let pdb = r.get("PodDisruptionBudget/forcebacklog");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
     assert!(r.of_kind("ServiceMonitor").is_empty());
-    for line in ["kubectl label namespace", "forcebacklog/value", "ss -Hltn"] {
+    for line in [
+        "kubectl label namespace",
+        "forcebacklog/value",
+        "--image=ghcr.io/forcebacklog/forcebacklog:",
+        "--profile=restricted -- /forcebacklog sockets",
+        "forcebacklog audit --all-namespaces",
+    ] {
         assert!(r.notes.contains(line), "NOTES.txt should mention {line}");
     }
+    assert!(!r.notes.contains("netshoot"), "{}", r.notes);
 }
 
 #[test]
@@ -1056,4 +1063,69 @@ fn injection_values_become_serve_flags_the_binary_accepts() {
         assert_eq!(out.status.code(), Some(1), "{rendered:?}: {stderr}");
         assert!(stderr.contains("/nonexistent/"), "{rendered:?}: {stderr}");
     }
+}
+
+/// `audit.rbac`: nothing by default; the ClusterRole holds exactly what
+/// `forcebacklog audit` reads, read-only; the binding only with subjects.
+#[test]
+fn audit_cluster_role_is_read_only_and_off_by_default() {
+    if !support::engine_available() {
+        return;
+    }
+    let r = support::render(&json!({}));
+    assert!(r.of_kind("ClusterRole").is_empty());
+    assert!(r.of_kind("ClusterRoleBinding").is_empty());
+
+    let r = support::render(&json!({"audit": {"rbac": {"create": true}}}));
+    let role = r.get("ClusterRole/forcebacklog-audit");
+    let mut granted: Vec<(String, String, String)> = Vec::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        let list = |key: &str| -> Vec<String> {
+            rule[key]
+                .as_array()
+                .unwrap_or_else(|| panic!("{key} in {rule}"))
+                .iter()
+                .map(|v| v.as_str().expect("string").to_owned())
+                .collect()
+        };
+        for group in list("apiGroups") {
+            for resource in list("resources") {
+                for verb in list("verbs") {
+                    granted.push((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    granted.sort();
+    let expected: Vec<(String, String, String)> = [
+        ("", "namespaces", "list"),
+        ("", "pods", "list"),
+        ("apps", "replicasets", "get"),
+        ("batch", "jobs", "get"),
+    ]
+    .iter()
+    .map(|(g, r, v)| ((*g).to_owned(), (*r).to_owned(), (*v).to_owned()))
+    .collect();
+    assert_eq!(granted, expected);
+    assert!(
+        r.of_kind("ClusterRoleBinding").is_empty(),
+        "no subjects, no binding"
+    );
+
+    let subjects = json!([{"kind": "ServiceAccount", "name": "auditor", "namespace": "ops"},
+                          {"kind": "Group", "name": "sre", "apiGroup": "rbac.authorization.k8s.io"}]);
+    let r = support::render(&json!({"audit": {"rbac": {"create": true, "subjects": subjects}}}));
+    let binding = r.get("ClusterRoleBinding/forcebacklog-audit");
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+               "name": "forcebacklog-audit"})
+    );
+    assert_eq!(binding["subjects"], subjects);
+
+    let bad = json!({"audit": {"rbac": {"subjects": [{"kind": "Robot", "name": "x"}]}}});
+    assert!(
+        support::schema(&bad).is_err(),
+        "the schema refuses kind Robot"
+    );
 }

@@ -636,6 +636,295 @@ async fn webhook_down_then_back(client: &Client, ns: &str) {
     assert_injected(&pod, "512", &["web"]);
 }
 
+/// `forcebacklog audit` against the API server: a Deployment's pod made
+/// while the webhook runs is injected; a Deployment's pod and a bare pod
+/// made while it is stopped are missed (exit 1), grouped under their
+/// owners (the Deployment found through its ReplicaSet) with the fix; the
+/// rollout restart it prints, and recreating the bare pod, bring it to 0.
+async fn audit_reports_missed_pods_until_restarted(cluster: &Cluster, client: &Client, ns: &str) {
+    /// Starts the webhook again however the step ends.
+    struct StartWebhook;
+    impl Drop for StartWebhook {
+        fn drop(&mut self) {
+            let _ = script(&["webhook", "start"]);
+        }
+    }
+    let audit = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_forcebacklog"))
+            .args([
+                "audit",
+                "--namespace",
+                ns,
+                "--output",
+                "json",
+                "--kubeconfig",
+            ])
+            .arg(&cluster.kubeconfig)
+            .output()
+            .expect("running forcebacklog audit");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let report: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("audit printed no JSON ({e}): {stdout}{stderr}"));
+        (out.status.code(), report, stderr)
+    };
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    create_namespace(client, ns, json!({})).await;
+
+    cluster
+        .kubectl(
+            &["apply", "-f", "-"],
+            Some(&deployment_yaml("served", ns, "1024")),
+        )
+        .unwrap_or_else(|e| panic!("kubectl apply: {e}"));
+    let served = wait_for_pods(client, ns, "app=served", 1).await;
+    assert_injected(&served[0], "1024", &["web"]);
+
+    // Made while the webhook is stopped: the ReplicaSet's pod (waited for
+    // before the webhook comes back) and a bare pod.
+    script(&["webhook", "stop"]).expect("webhook stop");
+    let started = StartWebhook;
+    cluster
+        .kubectl(
+            &["apply", "-f", "-"],
+            Some(&deployment_yaml("late", ns, "1024")),
+        )
+        .unwrap_or_else(|e| panic!("with the webhook stopped, apply must pass: {e}"));
+    let late = wait_for_pods(client, ns, "app=late", 1).await;
+    let bare = create_pod(
+        client,
+        ns,
+        simple_pod("bare", json!({"forcebacklog/value": "512"})),
+    )
+    .await
+    .expect("failurePolicy Ignore admits the bare pod");
+    drop(started);
+    for pod in [&late[0], &bare] {
+        assert_untouched(pod);
+        assert_eq!(annotation(pod, "forcebacklog/status"), None);
+    }
+    let late_pod = late[0].metadata.name.clone().expect("name");
+    assert!(
+        late[0]
+            .metadata
+            .owner_references
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.kind == "ReplicaSet"),
+        "the late pod is owned by a ReplicaSet"
+    );
+
+    let (code, report, stderr) = audit();
+    assert_eq!(code, Some(1), "something is missed: {report:#} {stderr}");
+    let state_of = |report: &Value, name: &str| {
+        report["pods"]
+            .as_array()
+            .expect("pods")
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| (p["state"].clone(), p["owner"].clone()))
+    };
+    let served_pod = served[0].metadata.name.as_deref().expect("name");
+    assert_eq!(
+        state_of(&report, served_pod),
+        Some((
+            json!("injected"),
+            json!({"kind": "Deployment", "name": "served"})
+        )),
+        "{report:#}"
+    );
+    assert_eq!(
+        state_of(&report, &late_pod),
+        Some((
+            json!("missed"),
+            json!({"kind": "Deployment", "name": "late"})
+        )),
+        "the Deployment, found through the ReplicaSet: {report:#}"
+    );
+    assert_eq!(
+        state_of(&report, "bare"),
+        Some((json!("missed"), json!({"kind": "Pod", "name": "bare"}))),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["summary"],
+        json!({"injected": 1, "skipped": 0, "missed": 2}),
+        "{report:#}"
+    );
+    let owner = |kind: &str, name: &str| {
+        report["owners"]
+            .as_array()
+            .expect("owners")
+            .iter()
+            .find(|o| o["kind"] == kind && o["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no owner {kind}/{name}: {report:#}"))
+    };
+    let late_owner = owner("Deployment", "late");
+    assert_eq!(late_owner["missed_pods"], json!([late_pod]));
+    let restart = format!("kubectl -n {ns} rollout restart deployment/late");
+    assert_eq!(late_owner["fix"], restart.as_str());
+    assert!(owner("Deployment", "served").get("fix").is_none());
+    let bare_fix = owner("Pod", "bare")["fix"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        bare_fix.contains("delete and recreate pod/bare"),
+        "{bare_fix}"
+    );
+
+    // The fix it printed, then the old pods gone.
+    let args: Vec<&str> = restart.split_whitespace().skip(1).collect();
+    cluster
+        .kubectl(&args, None)
+        .unwrap_or_else(|e| panic!("{restart}: {e}"));
+    let pods = wait_for_pods(client, ns, "app=late", 2).await;
+    let new = pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() != Some(late_pod.as_str()))
+        .expect("a new pod");
+    assert_injected(new, "1024", &["web"]);
+    let now = DeleteParams::default().grace_period(0);
+    for name in [late_pod.as_str(), "bare"] {
+        pods_api
+            .delete(name, &now)
+            .await
+            .unwrap_or_else(|e| panic!("deleting {name}: {e}"));
+    }
+    let (code, report, stderr) = audit();
+    assert_eq!(
+        code,
+        Some(0),
+        "nothing missed any more: {report:#} {stderr}"
+    );
+    assert_eq!(report["summary"]["missed"], 0, "{report:#}");
+    assert!(state_of(&report, &late_pod).is_none(), "{report:#}");
+    assert_eq!(
+        state_of(&report, new.metadata.name.as_deref().expect("name")),
+        Some((
+            json!("injected"),
+            json!({"kind": "Deployment", "name": "late"})
+        )),
+        "{report:#}"
+    );
+
+    // As a ServiceAccount with nothing granted: exit 2 and the API
+    // server's "forbidden"; with the chart's audit ClusterRole bound to it:
+    // the same report. Its own context (the namespace comes from it).
+    cluster
+        .kubectl(&["-n", ns, "create", "serviceaccount", "auditor"], None)
+        .unwrap_or_else(|e| panic!("create serviceaccount: {e}"));
+    let token = cluster
+        .kubectl(&["-n", ns, "create", "token", "auditor"], None)
+        .unwrap_or_else(|e| panic!("create token: {e}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::copy(&cluster.kubeconfig, &kubeconfig).expect("copy kubeconfig");
+    let kubeconfig_arg = kubeconfig.to_string_lossy().into_owned();
+    let config = |args: &[&str]| {
+        let mut all = vec!["config", "--kubeconfig", &kubeconfig_arg];
+        all.extend_from_slice(args);
+        Command::new(cluster.bin.join("kubectl"))
+            .args(&all)
+            .output()
+            .map(|o| assert!(o.status.success(), "kubectl config {args:?}: {o:?}"))
+            .expect("kubectl config");
+    };
+    config(&[
+        "set-credentials",
+        "auditor",
+        &format!("--token={}", token.trim()),
+    ]);
+    config(&[
+        "set-context",
+        "auditor",
+        "--cluster=forcebacklog",
+        "--user=auditor",
+        &format!("--namespace={ns}"),
+    ]);
+    let as_auditor = || {
+        Command::new(env!("CARGO_BIN_EXE_forcebacklog"))
+            .args([
+                "audit",
+                "-o",
+                "json",
+                "--context",
+                "auditor",
+                "--kubeconfig",
+            ])
+            .arg(&kubeconfig)
+            .output()
+            .expect("running forcebacklog audit")
+    };
+    let out = as_auditor();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains("forbidden")
+            && stderr.contains(&format!("system:serviceaccount:{ns}:auditor"))
+            && stderr.contains("audit needs to list pods and namespaces"),
+        "{stderr}"
+    );
+    let release = format!("audit-{}", run_id());
+    let subjects = format!(
+        r#"audit.rbac.subjects=[{{"kind":"ServiceAccount","name":"auditor","namespace":"{ns}"}}]"#
+    );
+    let rbac = cluster
+        .tool(
+            "helm",
+            &[
+                "template",
+                &release,
+                &format!("{ROOT}/charts/forcebacklog"),
+                "--set",
+                "audit.rbac.create=true",
+                "--set-json",
+                &subjects,
+                "--show-only",
+                "templates/audit-rbac.yaml",
+            ],
+            None,
+        )
+        .unwrap_or_else(|e| panic!("helm template: {e}"));
+    cluster
+        .kubectl(&["apply", "-f", "-"], Some(&rbac))
+        .unwrap_or_else(|e| panic!("kubectl apply the audit ClusterRole: {e}"));
+    // RBAC changes reach the authorizer within moments.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = as_auditor();
+        if out.status.code() != Some(2) || Instant::now() > deadline {
+            break out;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let _ = cluster.kubectl(&["delete", "-f", "-"], Some(&rbac));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "with the chart's ClusterRole: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(report["summary"]["missed"], 0, "{report:#}");
+    assert_eq!(
+        state_of(&report, served_pod),
+        Some((
+            json!("injected"),
+            json!({"kind": "Deployment", "name": "served"})
+        )),
+        "{report:#}"
+    );
+    assert_eq!(report["scope"], format!("namespace {ns}").as_str());
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let _ = namespaces.delete(ns, &DeleteParams::default()).await;
+}
+
 /// A second mutating webhook adds a container after ours; the API server
 /// re-invokes ours, which injects the late container; ours stays once.
 async fn reinvocation_injects_a_late_container(client: &Client, ns: &str, musl: &str) -> Pod {
@@ -968,6 +1257,8 @@ fn real_api_server_end_to_end() {
         invalid_values_rejected_scale_never_blocked(&cluster, &client, &ns("apps")).await;
         step("webhook down: Ignore; back: injected");
         webhook_down_then_back(&client, &ns("apps")).await;
+        step("audit: missed pods, then fixed by the rollout restart it prints");
+        audit_reports_missed_pods_until_restarted(&cluster, &client, &ns("audit")).await;
         step("QoS class kept; LimitRange minimum");
         qos_class_is_kept(&client, &ns("apps")).await;
         limit_range_minimum_refuses_a_burstable_pod(&client, &ns("enabled")).await;
