@@ -87,7 +87,7 @@ fn unknown_commands_and_flags_are_named() {
     assert!(line.contains("'--bogus'"), "{line}");
     assert_eq!(
         usage_error(&[]),
-        "forcebacklog: no command given: expected one of serve, inject, run, install-shim, sockets (see --help)"
+        "forcebacklog: no command given: expected one of serve, inject, run, install-shim, sockets, audit (see --help)"
     );
 }
 
@@ -314,4 +314,24 @@ fn pull_secrets_and_excluded_containers_reach_the_pod() {
     // `--exclude-container ''`: nothing excluded.
     let (names, _) = injected(&inject_stdin(&["--exclude-container", ""], &[]));
     assert_eq!(names, ["web", "istio-proxy"]);
+}
+
+/// `audit` fails with exit 2 and one line: a usage error, or a cluster
+/// configuration it cannot load (1 is kept for "a pod was missed").
+#[test]
+fn audit_errors_exit_2_on_one_line() {
+    let line = usage_error(&["audit", "-n", "shop", "--all-namespaces"]);
+    assert!(line.contains("--all-namespaces"), "{line}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-kubeconfig");
+    let out = forcebacklog(&["audit", "--kubeconfig", &missing.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("forcebacklog: no cluster configuration: ")
+            && stderr.contains("no-such-kubeconfig"),
+        "{stderr}"
+    );
 }
