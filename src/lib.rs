@@ -53,3 +53,4 @@ mod scan;
 pub mod server;
 pub mod shim;
 pub mod sockets;
+pub mod supervise;

@@ -36,6 +36,13 @@ enum Command {
     Inject(InjectArgs),
     /// Run one local command with the shim preloaded.
     Run(RunArgs),
+    /// Internal: the supervised side of `run --method supervise`.
+    #[command(name = "__supervised-exec", hide = true)]
+    SupervisedExec {
+        /// The command and its arguments.
+        #[arg(required = true, last = true)]
+        command: Vec<OsString>,
+    },
     /// Copy the embedded shim into DIR atomically, mode 0555 (the init container's job).
     InstallShim {
         /// The directory to write libforcebacklog.so into.
@@ -231,9 +238,22 @@ struct RunArgs {
     /// Print one line per changed listen() to stderr.
     #[arg(long)]
     debug: bool,
+    /// `shim` (LD_PRELOAD, dynamically linked programs) or `supervise`
+    /// (seccomp + ptrace: static programs and raw system calls too).
+    #[arg(long, value_enum, default_value_t = RunMethod::Shim)]
+    method: RunMethod,
     /// The command and its arguments.
     #[arg(required = true, last = true)]
     command: Vec<OsString>,
+}
+
+/// How `run` reaches the command's listen() calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RunMethod {
+    /// Preload the shim.
+    Shim,
+    /// A seccomp filter and a ptrace supervisor.
+    Supervise,
 }
 
 fn main() -> ExitCode {
@@ -262,7 +282,17 @@ fn main() -> ExitCode {
                 ports: args.ports,
                 debug: args.debug,
             };
-            forcebacklog::shim::run(&options, &args.command).map_err(Into::into)
+            match args.method {
+                RunMethod::Shim => {
+                    forcebacklog::shim::run(&options, &args.command).map_err(Into::into)
+                }
+                RunMethod::Supervise => {
+                    forcebacklog::supervise::run(&options, &args.command).map_err(Into::into)
+                }
+            }
+        }
+        Command::SupervisedExec { command } => {
+            Err(forcebacklog::supervise::exec_helper(&command).into())
         }
         Command::Sockets(args) => sockets(&args),
         Command::Audit(args) => return audit(args),

@@ -14,6 +14,8 @@
  *                                           check every result via TCP_INFO
  *   backlog_server spawn BACKLOG             fork, exec itself in "listen"
  *                                           mode, wait for it
+ *
+ * Built with -DRAW_LISTEN, listen() is issued as syscall(SYS_listen, ...).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -26,9 +28,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* -DRAW_LISTEN: every listen() is the raw system call, as Go and some
+ * static programs issue it (no libc function for a shim to replace). */
+#ifdef RAW_LISTEN
+#define listen(fd, backlog) ((int)syscall(SYS_listen, (fd), (backlog)))
+#endif
 
 static void die(const char *what) {
     fprintf(stderr, "backlog_server: %s: %s\n", what, strerror(errno));

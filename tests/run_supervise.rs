@@ -1,0 +1,362 @@
+//! `forcebacklog run --method supervise`: programs the shim cannot reach
+//! (a static musl program, raw `syscall(SYS_listen)`) get the backlog,
+//! read back with `ss`; errno exactness, threads, fork + exec children,
+//! a non-root user without capabilities, exit statuses, signals, and the
+//! refusals.
+
+#[path = "support/shim.rs"]
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use support::{BIN, Running};
+
+/// The test programs and a copy of the binary, in a directory every user
+/// can read (the non-root tests run them as uid 65534).
+struct Programs {
+    dir: PathBuf,
+}
+
+impl Programs {
+    fn bin(&self) -> PathBuf {
+        self.dir.join("forcebacklog")
+    }
+    /// `backlog_server.c`, static musl.
+    fn server(&self) -> PathBuf {
+        self.dir.join("server-static")
+    }
+    /// The same with every listen() a raw `syscall(SYS_listen, ...)`.
+    fn raw(&self) -> PathBuf {
+        self.dir.join("server-raw")
+    }
+}
+
+/// Builds the static servers once; `None` when musl-gcc is missing and
+/// skipping is allowed.
+fn programs() -> Option<&'static Programs> {
+    static BUILT: OnceLock<Option<Programs>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if !support::require_tool("musl-gcc", "musl-tools") || !support::have_ss() {
+                return None;
+            }
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-supervise");
+            std::fs::create_dir_all(&dir).expect("create the work directory");
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/backlog_server.c");
+            for (name, extra) in [
+                ("server-static", None),
+                ("server-raw", Some("-DRAW_LISTEN")),
+            ] {
+                let out = Command::new("musl-gcc")
+                    .args(["-static", "-O2", "-Wall", "-Wextra", "-pthread", "-o"])
+                    .arg(dir.join(name))
+                    .args(extra)
+                    .arg(&source)
+                    .output()
+                    .expect("run musl-gcc");
+                assert!(
+                    out.status.success(),
+                    "musl-gcc failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::fs::copy(BIN, dir.join("forcebacklog")).expect("copy the binary");
+            for path in [dir.clone(), dir.join("forcebacklog")] {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            }
+            Some(Programs { dir })
+        })
+        .as_ref()
+}
+
+/// `forcebacklog run ARGS -- COMMAND`, with the shim's variables cleared.
+fn run(programs: &Programs, args: &[&str], command: &[&Path], tail: &[&str]) -> Command {
+    let mut cmd = Command::new(programs.bin());
+    cmd.arg("run").args(args).arg("--").args(command).args(tail);
+    for key in [
+        "BACKLOG",
+        "LD_PRELOAD",
+        "FORCEBACKLOG_MODE",
+        "FORCEBACKLOG_PORTS",
+    ] {
+        cmd.env_remove(key);
+    }
+    cmd
+}
+
+/// The same command as uid/gid 65534 with no capabilities at all.
+fn as_nobody(command: Command) -> Option<Command> {
+    if !support::require_tool("setpriv", "util-linux") {
+        return None;
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid",
+        "65534",
+        "--regid",
+        "65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+    ]);
+    cmd.arg(command.get_program()).args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    Some(cmd)
+}
+
+#[test]
+fn the_servers_are_static() {
+    let Some(programs) = programs() else { return };
+    if !support::require_tool("readelf", "binutils") {
+        return;
+    }
+    for server in [programs.server(), programs.raw()] {
+        let out = Command::new("readelf")
+            .arg("-l")
+            .arg(&server)
+            .output()
+            .expect("run readelf");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && !text.contains("INTERP"), "{text}");
+    }
+}
+
+#[test]
+fn static_and_raw_syscall_servers_get_the_backlog() {
+    let Some(programs) = programs() else { return };
+    for server in [programs.server(), programs.raw()] {
+        let running = Running::start(run(
+            programs,
+            &["--backlog", "300", "--method", "supervise"],
+            &[&server],
+            &["listen", "20"],
+        ));
+        assert_eq!(support::ss_backlog(running.port()), 300, "{server:?}");
+        let out = running.finish();
+        assert!(out.status.success(), "{out:?}");
+
+        // The shim cannot reach them: they keep their own value.
+        let running = Running::start(run(
+            programs,
+            &["--backlog", "300"],
+            &[&server],
+            &["listen", "20"],
+        ));
+        assert_eq!(support::ss_backlog(running.port()), 20, "{server:?}");
+        running.finish();
+    }
+}
+
+#[test]
+fn mode_set_and_raise() {
+    let Some(programs) = programs() else { return };
+    for (mode, expect) in [("raise", 1000), ("set", 300)] {
+        let running = Running::start(run(
+            programs,
+            &["--backlog", "300", "--method", "supervise", "--mode", mode],
+            &[&programs.raw()],
+            &["listen", "1000"],
+        ));
+        assert_eq!(support::ss_backlog(running.port()), expect, "--mode {mode}");
+        running.finish();
+    }
+}
+
+#[test]
+fn return_values_and_errno_are_exact() {
+    let Some(programs) = programs() else { return };
+    for server in [programs.server(), programs.raw()] {
+        let out = Running::start(run(
+            programs,
+            &["--backlog", "300", "--method", "supervise"],
+            &[&server],
+            &["errno"],
+        ))
+        .finish();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("notsock ret -1 errno 88 ENOTSOCK"), "{text}");
+        assert!(text.contains("closed ret -1 errno 9 EBADF"), "{text}");
+        assert!(
+            text.contains("success ret 0 errno 4242 backlog 300"),
+            "{text}"
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+#[test]
+fn threads_calling_listen_concurrently() {
+    let Some(programs) = programs() else { return };
+    // 8 threads x 100 calls; each checks its backlog via TCP_INFO and the
+    // errno of a non-socket and of fd -1 on every tenth call.
+    let running = Running::start(run(
+        programs,
+        &["--backlog", "300", "--method", "supervise"],
+        &[&programs.raw()],
+        &["threads", "8", "100", "20", "300"],
+    ));
+    assert!(
+        running.lines.iter().any(|l| l == "calls 800 failures 0"),
+        "{:?}",
+        running.lines
+    );
+    for listening in running.listening() {
+        assert_eq!(support::ss_backlog(listening.port), 300);
+    }
+    let out = running.finish();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn a_forked_and_executed_child_is_supervised() {
+    let Some(programs) = programs() else { return };
+    // `spawn` forks, the child execs the server in `listen` mode.
+    let running = Running::start(run(
+        programs,
+        &["--backlog", "300", "--method", "supervise"],
+        &[&programs.server()],
+        &["spawn", "20"],
+    ));
+    assert_eq!(support::ss_backlog(running.port()), 300);
+    let out = running.finish();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn works_as_nobody_without_capabilities() {
+    let Some(programs) = programs() else { return };
+    for (server, args) in [
+        (programs.server(), &["listen", "20"][..]),
+        (programs.raw(), &["spawn", "20"][..]),
+    ] {
+        let Some(cmd) = as_nobody(run(
+            programs,
+            &["--backlog", "300", "--method", "supervise"],
+            &[&server],
+            args,
+        )) else {
+            return;
+        };
+        let running = Running::start(cmd);
+        assert_eq!(support::ss_backlog(running.port()), 300, "{server:?}");
+        let out = running.finish();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let Some(cmd) = as_nobody(run(
+        programs,
+        &["--backlog", "300", "--method", "supervise"],
+        &[&programs.server()],
+        &["threads", "4", "50", "20", "300"],
+    )) else {
+        return;
+    };
+    let running = Running::start(cmd);
+    assert!(
+        running.lines.iter().any(|l| l == "calls 200 failures 0"),
+        "{:?}",
+        running.lines
+    );
+    running.finish();
+}
+
+#[test]
+fn exit_status_and_signals_pass_through() {
+    let Some(programs) = programs() else { return };
+    let sh = Path::new("/bin/sh");
+    let status = |tail: &[&str]| {
+        run(
+            programs,
+            &["--backlog", "300", "--method", "supervise"],
+            &[sh],
+            tail,
+        )
+        .stdin(Stdio::null())
+        .status()
+        .expect("run sh")
+    };
+    assert_eq!(status(&["-c", "exit 7"]).code(), Some(7));
+    // Killed by a signal: 128 + its number, as a shell reports it.
+    assert_eq!(status(&["-c", "kill -TERM $$"]).code(), Some(143));
+
+    // SIGTERM to the supervisor reaches the command.
+    let mut child = run(
+        programs,
+        &["--backlog", "300", "--method", "supervise"],
+        &[sh],
+        &["-c", "trap 'exit 42' TERM; while :; do sleep 0.05; done"],
+    )
+    .stdin(Stdio::null())
+    .spawn()
+    .expect("start");
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM was not passed on");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(42), "{status:?} {:?}", status.signal());
+}
+
+#[test]
+fn refusals_are_one_line() {
+    let Some(programs) = programs() else { return };
+    let check = |mut cmd: Command, expect: &str| {
+        let out = cmd.stdin(Stdio::null()).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expect), "{stderr}");
+    };
+    let supervise = ["--backlog", "300", "--method", "supervise"];
+    let mut with_ports = supervise.to_vec();
+    with_ports.extend(["--ports", "8080"]);
+    check(
+        run(programs, &with_ports, &[Path::new("true")], &[]),
+        "--ports is not supported with --method supervise",
+    );
+    check(
+        run(
+            programs,
+            &supervise,
+            &[Path::new("forcebacklog-no-such-command")],
+            &[],
+        ),
+        "forcebacklog-no-such-command: command not found",
+    );
+    // A supervisor inside a supervisor.
+    let bin = programs.bin();
+    let mut inner = supervise.to_vec();
+    inner.extend(["--", "true"]);
+    check(
+        run(
+            programs,
+            &supervise,
+            &[&bin],
+            &[&["run"][..], &inner].concat(),
+        ),
+        "is blocked: this process is already traced",
+    );
+    // The internal helper alone.
+    let mut helper = Command::new(programs.bin());
+    helper.args(["__supervised-exec", "--", "true"]);
+    check(helper, "internal to `forcebacklog run --method supervise`");
+}
