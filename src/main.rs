@@ -359,6 +359,7 @@ fn usage_error(err: &clap::Error) -> ExitCode {
     let message = if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         let names: Vec<String> = Cli::command()
             .get_subcommands()
+            .filter(|c| !c.is_hide_set())
             .map(|c| c.get_name().to_owned())
             .collect();
         format!("no command given: expected one of {}", names.join(", "))
