@@ -360,3 +360,161 @@ fn refusals_are_one_line() {
     helper.args(["__supervised-exec", "--", "true"]);
     check(helper, "internal to `forcebacklog run --method supervise`");
 }
+
+/// Runs `docker ARGS`, returning trimmed stdout; panics with stderr.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Removes the test's container and image, whatever happens.
+struct DockerCleanup {
+    container: String,
+    image: String,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.container])
+            .output();
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.image])
+            .output();
+    }
+}
+
+/// What Pod Security "restricted" gives a container, on Docker: the
+/// runtime's default seccomp profile, a non-root user, every capability
+/// dropped, no-new-privileges. The supervisor is PID 1 of a FROM scratch
+/// image holding the binary (with its shared libraries) and the static
+/// servers; `docker stop` must reach the command through it.
+#[test]
+fn in_docker_under_the_default_seccomp_profile_as_non_root() {
+    let Some(programs) = programs() else { return };
+    if !support::require_tool("docker", "docker.io")
+        || !support::require_tool("nsenter", "util-linux")
+        || !support::require_tool("ldd", "libc-bin")
+    {
+        return;
+    }
+    let security = docker(&["info", "--format", "{{.SecurityOptions}}"]);
+    assert!(
+        security.contains("seccomp"),
+        "docker runs without seccomp: {security}"
+    );
+    let tag = std::process::id();
+    let cleanup = DockerCleanup {
+        container: format!("wt-sup-run-supervise-{tag}"),
+        image: format!("wt-sup-run-supervise:{tag}"),
+    };
+    let context = tempfile::tempdir().expect("temporary directory");
+    let ctx = context.path();
+    std::fs::copy(programs.bin(), ctx.join("forcebacklog")).expect("copy the binary");
+    std::fs::copy(programs.server(), ctx.join("server-static")).expect("copy");
+    std::fs::copy(programs.raw(), ctx.join("server-raw")).expect("copy");
+    let ldd = Command::new("ldd")
+        .arg(programs.bin())
+        .output()
+        .expect("run ldd");
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+    {
+        let target = ctx.join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().expect("a parent")).expect("mkdir");
+        std::fs::copy(lib, &target).unwrap_or_else(|err| panic!("copy {lib}: {err}"));
+    }
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY . /\nUSER 65532:65532\n",
+    )
+    .expect("write the Dockerfile");
+    docker(&["build", "-q", "-t", &cleanup.image, &ctx.to_string_lossy()]);
+    let restricted = [
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--user",
+        "65532:65532",
+    ];
+    let supervise = [
+        "/forcebacklog",
+        "run",
+        "--backlog",
+        "300",
+        "--method",
+        "supervise",
+        "--",
+    ];
+
+    // errno exactness inside the container.
+    let text = docker(
+        &[
+            &["run", "--rm"][..],
+            &restricted,
+            &[&cleanup.image],
+            &supervise,
+        ]
+        .concat()
+        .into_iter()
+        .chain(["/server-raw", "errno"])
+        .collect::<Vec<_>>(),
+    );
+    assert!(text.contains("notsock ret -1 errno 88 ENOTSOCK"), "{text}");
+    assert!(text.contains("closed ret -1 errno 9 EBADF"), "{text}");
+    assert!(
+        text.contains("success ret 0 errno 4242 backlog 300"),
+        "{text}"
+    );
+
+    // A static server: the backlog read with ss in the container's
+    // network namespace; it waits for stdin (kept open by -i).
+    let args: Vec<&str> = [
+        &["run", "-d", "-i", "--name", &cleanup.container][..],
+        &restricted,
+        &[&cleanup.image],
+        &supervise,
+        &["/server-static", "listen", "20", "8080"],
+    ]
+    .concat();
+    docker(&args);
+    let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &cleanup.container]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        let out = Command::new("nsenter")
+            .args(["-t", &pid, "-n", "ss", "-Hltn", "sport", "=", ":8080"])
+            .output()
+            .expect("run nsenter ss");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !text.is_empty() || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let send_q: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(send_q.get(2), Some(&"300"), "ss in the container: {line:?}");
+
+    // docker stop sends SIGTERM to PID 1, the supervisor: it must pass it
+    // on (otherwise docker waits 10 s and kills).
+    let started = Instant::now();
+    docker(&["stop", "-t", "10", &cleanup.container]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "docker stop took {:?}",
+        started.elapsed()
+    );
+    let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &cleanup.container]);
+    assert_eq!(code, "143", "killed by the passed-on SIGTERM");
+    drop(cleanup);
+}
