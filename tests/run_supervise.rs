@@ -121,7 +121,12 @@ fn the_servers_are_static() {
     if !support::require_tool("readelf", "binutils") {
         return;
     }
-    for server in [programs.server(), programs.raw()] {
+    let rust = if cfg!(target_arch = "x86_64") {
+        rust_std_server()
+    } else {
+        None
+    };
+    for server in [programs.server(), programs.raw()].into_iter().chain(rust) {
         let out = Command::new("readelf")
             .arg("-l")
             .arg(&server)
@@ -155,6 +160,73 @@ fn static_and_raw_syscall_servers_get_the_backlog() {
         ));
         assert_eq!(support::ss_backlog(running.port()), 20, "{server:?}");
         running.finish();
+    }
+}
+
+/// `tests/supervise/std_listener.rs` built static for
+/// x86_64-unknown-linux-musl (std's `TcpListener::bind` listens with 128).
+fn rust_std_server() -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let programs = programs()?;
+            let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+            let source =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/supervise/std_listener.rs");
+            let output = programs.dir.join("std-listener");
+            let out = Command::new(rustc)
+                .args([
+                    "-O",
+                    "--edition",
+                    "2021",
+                    "--target",
+                    "x86_64-unknown-linux-musl",
+                    "-C",
+                    "target-feature=+crt-static",
+                    "-o",
+                ])
+                .arg(&output)
+                .arg(&source)
+                .output()
+                .expect("run rustc");
+            if !out.status.success() {
+                let message = format!(
+                    "cannot build a static Rust program (`rustup target add \
+                     x86_64-unknown-linux-musl`): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                if support::allow_skip() {
+                    eprintln!("SKIP (FORCEBACKLOG_ALLOW_SKIP=1): {message}");
+                    return None;
+                }
+                panic!("{message}");
+            }
+            Some(output)
+        })
+        .clone()
+}
+
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn static_rust_std_server_gets_the_backlog() {
+    let Some(programs) = programs() else { return };
+    let Some(server) = rust_std_server() else {
+        return;
+    };
+    for (args, expect) in [
+        (&["--backlog", "300", "--method", "supervise"][..], 300),
+        (&["--backlog", "100", "--method", "supervise"], 128),
+        (
+            &["--backlog", "100", "--method", "supervise", "--mode", "set"],
+            100,
+        ),
+        // The shim cannot reach it.
+        (&["--backlog", "300"], 128),
+    ] {
+        let running = Running::start(run(programs, args, &[&server], &[]));
+        assert_eq!(support::ss_backlog(running.port()), expect, "{args:?}");
+        let out = running.finish();
+        assert!(out.status.success(), "{out:?}");
     }
 }
 
