@@ -4,52 +4,19 @@
 //! with the json-patch crate). Each case is skipped with a reason, or the
 //! injected pod keeps the rule the API server or the kubelet enforces.
 
-use base64::prelude::{BASE64_STANDARD, Engine as _};
 use forcebacklog::config::InjectConfig;
-use forcebacklog::review::{Endpoint, Outcome, handle};
+use forcebacklog::review::Outcome;
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use support::Reviewed;
 
-struct Reviewed {
-    outcome: Outcome,
-    pod: Value,
-}
+#[path = "support/review.rs"]
+mod support;
 
 fn review_with(pod: &Value, config: &InjectConfig) -> Reviewed {
-    let body = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "shop", "operation": "CREATE",
-            "userInfo": {"username": "kubernetes-admin"},
-            "object": pod, "oldObject": null, "dryRun": false
-        }
-    })
-    .to_string();
-    let reviewed = handle(
-        body.as_bytes(),
-        Endpoint::Mutate {
-            namespace_opt_in: false,
-        },
-        config,
-    )
-    .expect("answered");
-    let wire: Value = serde_json::from_slice(&reviewed.body).expect("JSON");
-    assert_eq!(wire["response"]["allowed"], true, "pods are never refused");
-    let mut out = pod.clone();
-    if let Some(patch) = wire["response"]["patch"].as_str() {
-        let patch: json_patch::Patch =
-            serde_json::from_slice(&BASE64_STANDARD.decode(patch).expect("base64"))
-                .expect("JSON Patch");
-        json_patch::patch(&mut out, &patch).expect("patch applies");
-    }
-    assert_unique_names(&out);
-    Reviewed {
-        outcome: reviewed.outcome,
-        pod: out,
-    }
+    let reviewed = support::review_with(pod, config);
+    assert_unique_names(&reviewed.pod);
+    reviewed
 }
 
 fn review(pod: &Value) -> Reviewed {

@@ -4,63 +4,18 @@
 //! k8s-openapi Pod): where it goes, what it runs, Pod Security
 //! "restricted", idempotence, and the cases where it is left out.
 
-use base64::prelude::{BASE64_STANDARD, Engine as _};
 use forcebacklog::config::InjectConfig;
-use forcebacklog::review::{Endpoint, handle};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
+use support::Reviewed;
 
-struct Reviewed {
-    pod: Value,
-    patched: bool,
-    warnings: Vec<String>,
-}
+#[path = "support/review.rs"]
+mod support;
 
 fn review_with(pod: &Value, config: &InjectConfig) -> Reviewed {
-    let body = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "shop", "operation": "CREATE",
-            "userInfo": {"username": "kubernetes-admin"},
-            "object": pod, "oldObject": null, "dryRun": false
-        }
-    })
-    .to_string();
-    let reviewed = handle(
-        body.as_bytes(),
-        Endpoint::Mutate {
-            namespace_opt_in: false,
-        },
-        config,
-    )
-    .expect("answered");
-    let wire: Value = serde_json::from_slice(&reviewed.body).expect("JSON");
-    assert_eq!(wire["response"]["allowed"], true, "pods are never refused");
-    let mut out = pod.clone();
-    let patch = wire["response"]["patch"].as_str();
-    if let Some(patch) = patch {
-        let patch: json_patch::Patch =
-            serde_json::from_slice(&BASE64_STANDARD.decode(patch).expect("base64"))
-                .expect("JSON Patch");
-        json_patch::patch(&mut out, &patch).expect("patch applies");
-    }
-    let _: Pod = serde_json::from_value(out.clone()).expect("the result is a Pod");
-    let warnings = wire["response"]["warnings"]
-        .as_array()
-        .map(|w| {
-            w.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    Reviewed {
-        pod: out,
-        patched: patch.is_some(),
-        warnings,
-    }
+    let reviewed = support::review_with(pod, config);
+    let _: Pod = serde_json::from_value(reviewed.pod.clone()).expect("the result is a Pod");
+    reviewed
 }
 
 fn review(pod: &Value) -> Reviewed {
