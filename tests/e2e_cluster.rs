@@ -95,6 +95,14 @@ impl Cluster {
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
         self.tool("kubectl", args, stdin)
     }
+
+    /// `kubectl apply` of [`deployment_yaml`].
+    fn apply_deployment(&self, name: &str, ns: &str, value: &str) -> Result<String, String> {
+        self.kubectl(
+            &["apply", "-f", "-"],
+            Some(&deployment_yaml(name, ns, value)),
+        )
+    }
 }
 
 fn script(args: &[&str]) -> Result<String, String> {
@@ -371,7 +379,15 @@ async fn helm_upgrade_keeps_the_certificate(cluster: &Cluster, client: &Client) 
             .expect("caBundle")
     };
     let before = webhooks.get(RELEASE).await.expect("webhook configuration");
-    let secret_before = secrets.get(RELEASE).await.ok();
+    let tls_data = || async {
+        let list = secrets.list(&ListParams::default()).await.expect("secrets");
+        list.items
+            .into_iter()
+            .find(|s| s.type_.as_deref() == Some("kubernetes.io/tls"))
+            .expect("the chart's TLS Secret")
+            .data
+    };
+    let secret_before = tls_data().await;
     let out = cluster
         .tool(
             "helm",
@@ -381,6 +397,7 @@ async fn helm_upgrade_keeps_the_certificate(cluster: &Cluster, client: &Client) 
                 &format!("{ROOT}/charts/forcebacklog"),
                 "--namespace",
                 RELEASE_NAMESPACE,
+                "--reset-values",
             ],
             None,
         )
@@ -392,15 +409,11 @@ async fn helm_upgrade_keeps_the_certificate(cluster: &Cluster, client: &Client) 
         ca_bundle(&after).0,
         "helm upgrade changed the caBundle"
     );
-    let tls_secrets = secrets.list(&ListParams::default()).await.expect("secrets");
-    let tls = tls_secrets
-        .items
-        .iter()
-        .find(|s| s.type_.as_deref() == Some("kubernetes.io/tls"))
-        .expect("the chart's TLS Secret");
-    if let Some(before) = secret_before {
-        assert_eq!(before.data, tls.data, "helm upgrade changed the TLS Secret");
-    }
+    assert_eq!(
+        secret_before,
+        tls_data().await,
+        "helm upgrade changed the TLS Secret"
+    );
     // Every webhook of the chart carries the same bundle.
     for w in after.webhooks.as_deref().unwrap_or_default() {
         assert_eq!(
@@ -425,10 +438,7 @@ async fn helm_upgrade_keeps_the_certificate(cluster: &Cluster, client: &Client) 
 /// → a stored Pod with the injection.
 async fn deployment_pods_are_injected(cluster: &Cluster, client: &Client, ns: &str) {
     cluster
-        .kubectl(
-            &["apply", "-f", "-"],
-            Some(&deployment_yaml("web", ns, "1024")),
-        )
+        .apply_deployment("web", ns, "1024")
         .unwrap_or_else(|e| panic!("kubectl apply: {e}"));
     let pods = wait_for_pods(client, ns, "app=web", 1).await;
     assert_injected(&pods[0], "1024", &["web"]);
@@ -449,10 +459,7 @@ async fn deployment_pods_are_injected(cluster: &Cluster, client: &Client, ns: &s
 /// away) is never blocked, and its pods are admitted with a reason.
 async fn invalid_values_rejected_scale_never_blocked(cluster: &Cluster, client: &Client, ns: &str) {
     let err = cluster
-        .kubectl(
-            &["apply", "-f", "-"],
-            Some(&deployment_yaml("bad", ns, "abc")),
-        )
+        .apply_deployment("bad", ns, "abc")
         .expect_err("kubectl apply of forcebacklog/value: abc must fail");
     assert!(
         err.contains("denied the request")
@@ -467,10 +474,7 @@ async fn invalid_values_rejected_scale_never_blocked(cluster: &Cluster, client: 
     // The same Deployment, created while the webhook is stopped
     // (failurePolicy: Ignore), then scaled up once it is back.
     script(&["webhook", "stop"]).expect("webhook stop");
-    let created = cluster.kubectl(
-        &["apply", "-f", "-"],
-        Some(&deployment_yaml("legacy", ns, "abc")),
-    );
+    let created = cluster.apply_deployment("legacy", ns, "abc");
     script(&["webhook", "start"]).expect("webhook start");
     created.unwrap_or_else(|e| panic!("with the webhook stopped, apply must pass: {e}"));
     wait_for_pods(client, ns, "app=legacy", 1).await;
@@ -672,10 +676,7 @@ async fn audit_reports_missed_pods_until_restarted(cluster: &Cluster, client: &C
     create_namespace(client, ns, json!({})).await;
 
     cluster
-        .kubectl(
-            &["apply", "-f", "-"],
-            Some(&deployment_yaml("served", ns, "1024")),
-        )
+        .apply_deployment("served", ns, "1024")
         .unwrap_or_else(|e| panic!("kubectl apply: {e}"));
     let served = wait_for_pods(client, ns, "app=served", 1).await;
     assert_injected(&served[0], "1024", &["web"]);
@@ -685,10 +686,7 @@ async fn audit_reports_missed_pods_until_restarted(cluster: &Cluster, client: &C
     script(&["webhook", "stop"]).expect("webhook stop");
     let started = StartWebhook;
     cluster
-        .kubectl(
-            &["apply", "-f", "-"],
-            Some(&deployment_yaml("late", ns, "1024")),
-        )
+        .apply_deployment("late", ns, "1024")
         .unwrap_or_else(|e| panic!("with the webhook stopped, apply must pass: {e}"));
     let late = wait_for_pods(client, ns, "app=late", 1).await;
     let bare = create_pod(
@@ -1052,10 +1050,7 @@ async fn match_conditions_spare_pods_that_do_not_ask(
     )
     .await;
     let in_enabled = create_pod(client, ns_enabled, simple_pod("fail-ns", json!({}))).await;
-    let workload = cluster.kubectl(
-        &["apply", "-f", "-"],
-        Some(&deployment_yaml("fail-deploy", ns, "300")),
-    );
+    let workload = cluster.apply_deployment("fail-deploy", ns, "300");
     // And without matchConditions (clusters older than 1.30), every pod of
     // a watched namespace reaches the webhook.
     helm(&[
