@@ -42,6 +42,58 @@ pub enum Endpoint {
     Validate,
 }
 
+impl Endpoint {
+    /// Every endpoint, in the order of [`Endpoint::index`].
+    pub const ALL: [Endpoint; 3] = [
+        Endpoint::Mutate {
+            namespace_opt_in: false,
+        },
+        Endpoint::Mutate {
+            namespace_opt_in: true,
+        },
+        Endpoint::Validate,
+    ];
+
+    /// The HTTP path the API server posts to.
+    pub const fn path(self) -> &'static str {
+        match self {
+            Endpoint::Mutate {
+                namespace_opt_in: false,
+            } => "/mutate",
+            Endpoint::Mutate {
+                namespace_opt_in: true,
+            } => "/mutate/namespace",
+            Endpoint::Validate => "/validate",
+        }
+    }
+
+    /// The `endpoint` label of the metrics and logs.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Endpoint::Mutate {
+                namespace_opt_in: false,
+            } => "mutate",
+            Endpoint::Mutate {
+                namespace_opt_in: true,
+            } => "mutate_namespace",
+            Endpoint::Validate => "validate",
+        }
+    }
+
+    /// The position in [`Endpoint::ALL`].
+    pub const fn index(self) -> usize {
+        match self {
+            Endpoint::Mutate {
+                namespace_opt_in: false,
+            } => 0,
+            Endpoint::Mutate {
+                namespace_opt_in: true,
+            } => 1,
+            Endpoint::Validate => 2,
+        }
+    }
+}
+
 /// What the review decided, for metrics and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -751,6 +803,17 @@ mod tests {
     const MUTATE: Endpoint = Endpoint::Mutate {
         namespace_opt_in: false,
     };
+
+    #[test]
+    fn endpoints_have_one_path_label_and_index() {
+        let paths = Endpoint::ALL.map(Endpoint::path);
+        assert_eq!(paths, ["/mutate", "/mutate/namespace", "/validate"]);
+        let labels = Endpoint::ALL.map(Endpoint::label);
+        assert_eq!(labels, ["mutate", "mutate_namespace", "validate"]);
+        for (i, endpoint) in Endpoint::ALL.into_iter().enumerate() {
+            assert_eq!(endpoint.index(), i);
+        }
+    }
 
     #[test]
     fn annotated_pod_gets_a_base64_patch() {

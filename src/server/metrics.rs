@@ -13,35 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::time::Duration;
 
-use crate::review::Outcome;
-
-/// The webhook entry a request came through (the `endpoint` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// `POST /mutate`.
-    Mutate,
-    /// `POST /mutate/namespace`.
-    MutateNamespace,
-    /// `POST /validate`.
-    Validate,
-}
-
-impl Route {
-    const ALL: [Route; 3] = [Route::Mutate, Route::MutateNamespace, Route::Validate];
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Route::Mutate => "mutate",
-            Route::MutateNamespace => "mutate_namespace",
-            Route::Validate => "validate",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+use crate::review::{Endpoint, Outcome};
 
 /// How a request ended (the `result` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,8 +170,8 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: [[Counter; Status::ALL.len()]; Route::ALL.len()],
-    durations: [Histogram; Route::ALL.len()],
+    requests: [[Counter; Status::ALL.len()]; Endpoint::ALL.len()],
+    durations: [Histogram; Endpoint::ALL.len()],
     injections: Counter,
     skips: Family<ReasonLabels, Counter>,
     denials: Counter,
@@ -224,10 +196,10 @@ impl Metrics {
         let mut registry = Registry::with_prefix("forcebacklog");
 
         let requests_family = Family::<RequestLabels, Counter>::default();
-        let requests = Route::ALL.map(|route| {
+        let requests = Endpoint::ALL.map(|endpoint| {
             Status::ALL.map(|status| {
                 requests_family.get_or_create_owned(&RequestLabels {
-                    endpoint: route.label(),
+                    endpoint: endpoint.label(),
                     result: status.label(),
                 })
             })
@@ -239,9 +211,9 @@ impl Metrics {
         );
 
         let durations_family: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        let durations = Route::ALL.map(|route| {
+        let durations = Endpoint::ALL.map(|endpoint| {
             durations_family.get_or_create_owned(&EndpointLabels {
-                endpoint: route.label(),
+                endpoint: endpoint.label(),
             })
         });
         registry.register_with_unit(
@@ -326,9 +298,9 @@ impl Metrics {
     }
 
     /// Records one finished webhook request.
-    pub fn request(&self, route: Route, status: Status, elapsed: Duration) {
-        self.requests[route.index()][status.index()].inc();
-        self.durations[route.index()].observe(elapsed.as_secs_f64());
+    pub fn request(&self, endpoint: Endpoint, status: Status, elapsed: Duration) {
+        self.requests[endpoint.index()][status.index()].inc();
+        self.durations[endpoint.index()].observe(elapsed.as_secs_f64());
     }
 
     /// Records what the core decided (beyond the request counter).
@@ -415,7 +387,10 @@ mod tests {
     #[test]
     fn the_text_names_every_series_with_its_labels() {
         let metrics = Metrics::new();
-        metrics.request(Route::Mutate, Status::Injected, Duration::from_micros(80));
+        let mutate = Endpoint::Mutate {
+            namespace_opt_in: false,
+        };
+        metrics.request(mutate, Status::Injected, Duration::from_micros(80));
         metrics.outcome(&Outcome::Injected);
         metrics.outcome(&Outcome::Skipped("invalid"));
         metrics.outcome(&Outcome::Denied);

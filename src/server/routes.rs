@@ -19,34 +19,44 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Shared;
-use super::metrics::{Route, Status};
+use super::metrics::Status;
 use crate::review::{self, Endpoint};
+
+const MUTATE: Endpoint = Endpoint::Mutate {
+    namespace_opt_in: false,
+};
+const MUTATE_NAMESPACE: Endpoint = Endpoint::Mutate {
+    namespace_opt_in: true,
+};
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 /// The webhook router (served over TLS).
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/mutate", post(mutate).fallback(method_not_allowed))
+        .route(MUTATE.path(), post(mutate).fallback(method_not_allowed))
         .route(
-            "/mutate/namespace",
+            MUTATE_NAMESPACE.path(),
             post(mutate_namespace).fallback(method_not_allowed),
         )
-        .route("/validate", post(validate).fallback(method_not_allowed))
+        .route(
+            Endpoint::Validate.path(),
+            post(validate).fallback(method_not_allowed),
+        )
         .fallback(not_found)
         .with_state(shared)
 }
 
 async fn mutate(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    admit(&shared, Route::Mutate, request).await
+    admit(&shared, MUTATE, request).await
 }
 
 async fn mutate_namespace(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    admit(&shared, Route::MutateNamespace, request).await
+    admit(&shared, MUTATE_NAMESPACE, request).await
 }
 
 async fn validate(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    admit(&shared, Route::Validate, request).await
+    admit(&shared, Endpoint::Validate, request).await
 }
 
 async fn not_found() -> Response {
@@ -67,65 +77,53 @@ async fn method_not_allowed() -> Response {
     response
 }
 
-fn endpoint(route: Route) -> Endpoint {
-    match route {
-        Route::Mutate => Endpoint::Mutate {
-            namespace_opt_in: false,
-        },
-        Route::MutateNamespace => Endpoint::Mutate {
-            namespace_opt_in: true,
-        },
-        Route::Validate => Endpoint::Validate,
-    }
-}
-
 /// One admission request, timed and counted.
-async fn admit(shared: &Shared, route: Route, request: Request) -> Response {
+async fn admit(shared: &Shared, endpoint: Endpoint, request: Request) -> Response {
     let started = Instant::now();
     let timeout = shared.tuning.request_timeout;
     let (status, response) =
-        match tokio::time::timeout(timeout, answer(shared, route, request)).await {
+        match tokio::time::timeout(timeout, answer(shared, endpoint, request)).await {
             Ok(answered) => answered,
             Err(_) => {
                 let message = format!(
                     "request body not received within {} ms",
                     timeout.as_millis()
                 );
-                tracing::warn!(endpoint = route.label(), "{message}");
+                tracing::warn!(endpoint = endpoint.label(), "{message}");
                 (
                     Status::ReadFailed,
                     error(StatusCode::REQUEST_TIMEOUT, &message),
                 )
             }
         };
-    shared.metrics.request(route, status, started.elapsed());
+    shared.metrics.request(endpoint, status, started.elapsed());
     response
 }
 
-async fn answer(shared: &Shared, route: Route, request: Request) -> (Status, Response) {
+async fn answer(shared: &Shared, endpoint: Endpoint, request: Request) -> (Status, Response) {
     let limit = shared.tuning.max_body_bytes;
     if declared_length(request.headers()).is_some_and(|len| len > limit as u64) {
-        return too_large(route, limit);
+        return too_large(endpoint, limit);
     }
     let body = match Limited::new(request.into_body(), limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            return too_large(route, limit);
+            return too_large(endpoint, limit);
         }
         Err(err) => {
             let message = format!(
                 "cannot read the request body: {}",
                 super::error_chain(err.as_ref())
             );
-            tracing::warn!(endpoint = route.label(), "{message}");
+            tracing::warn!(endpoint = endpoint.label(), "{message}");
             return (Status::ReadFailed, error(StatusCode::BAD_REQUEST, &message));
         }
     };
-    match review::handle(&body, endpoint(route), &shared.inject) {
+    match review::handle(&body, endpoint, &shared.inject) {
         Ok(reviewed) => {
             shared.metrics.outcome(&reviewed.outcome);
             tracing::debug!(
-                endpoint = route.label(),
+                endpoint = endpoint.label(),
                 outcome = ?reviewed.outcome,
                 bytes_in = body.len(),
                 bytes_out = reviewed.body.len(),
@@ -137,7 +135,7 @@ async fn answer(shared: &Shared, route: Route, request: Request) -> (Status, Res
         }
         Err(err) => {
             let message = super::error_chain(&err);
-            tracing::warn!(endpoint = route.label(), error = %message, "bad admission request");
+            tracing::warn!(endpoint = endpoint.label(), error = %message, "bad admission request");
             let code = if err.is_internal() {
                 StatusCode::INTERNAL_SERVER_ERROR
             } else {
@@ -153,9 +151,9 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-fn too_large(route: Route, limit: usize) -> (Status, Response) {
+fn too_large(endpoint: Endpoint, limit: usize) -> (Status, Response) {
     let message = format!("request body larger than {limit} bytes");
-    tracing::warn!(endpoint = route.label(), "{message}");
+    tracing::warn!(endpoint = endpoint.label(), "{message}");
     (
         Status::TooLarge,
         error(StatusCode::PAYLOAD_TOO_LARGE, &message),
@@ -183,22 +181,5 @@ mod tests {
         assert_eq!(declared_length(&headers), Some(12));
         headers.insert(CONTENT_LENGTH, HeaderValue::from_static("twelve"));
         assert_eq!(declared_length(&headers), None);
-    }
-
-    #[test]
-    fn routes_map_to_the_core_endpoints() {
-        assert_eq!(
-            endpoint(Route::Mutate),
-            Endpoint::Mutate {
-                namespace_opt_in: false
-            }
-        );
-        assert_eq!(
-            endpoint(Route::MutateNamespace),
-            Endpoint::Mutate {
-                namespace_opt_in: true
-            }
-        );
-        assert_eq!(endpoint(Route::Validate), Endpoint::Validate);
     }
 }
