@@ -19,10 +19,12 @@
 //!   that leaves an already invalid annotation as it was are allowed, so a
 //!   controller's work never stalls because of us.
 
-use crate::annotations::{self, Annotations, Defaults};
+mod validate;
+
+use crate::annotations::{Annotations, Defaults};
 use crate::config::InjectConfig;
 use crate::patch;
-use crate::plan::{self, Plan, PodView, SkipReason, Verdict};
+use crate::plan::{self, Plan, PodView, Verdict};
 use crate::scan::{self, Scanner, Unexpected};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -126,7 +128,10 @@ pub struct Reviewed {
 pub enum ReviewError {
     /// The body is not JSON, or not an AdmissionReview's shape.
     #[error("request body is not a valid AdmissionReview: {0}")]
-    Malformed(String),
+    Malformed(#[source] serde_json::Error),
+    /// A field every AdmissionReview request has is missing.
+    #[error("request body is not a valid AdmissionReview: request.{0} is missing")]
+    MissingField(&'static str),
     /// The body is an object, but not an `admission.k8s.io/v1` AdmissionReview.
     #[error(
         "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got apiVersion {api_version:?} and kind {kind:?}"
@@ -144,12 +149,19 @@ pub enum ReviewError {
     #[error("cannot write the AdmissionReview response: {0}")]
     Write(#[source] serde_json::Error),
     /// The object of a Pod or workload request does not have its kind's shape.
-    #[error("request.object is not a valid {kind}: {message}")]
+    #[error("request.object is not a valid {kind}: {source}")]
     BadObject {
         /// The kind of the request.
         kind: String,
         /// What is wrong with it.
-        message: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A Pod CREATE without its object (`null` or absent).
+    #[error("request.object is not a valid {kind}: missing")]
+    MissingObject {
+        /// The kind of the request.
+        kind: String,
     },
 }
 
@@ -219,12 +231,11 @@ impl<'a, O> Request<'a, O> {
             });
         }
         let r = review.request.ok_or(ReviewError::NoRequest)?;
-        let missing = |field: &str| ReviewError::Malformed(format!("request.{field} is missing"));
         Ok(Request {
-            uid: r.uid.ok_or_else(|| missing("uid"))?,
-            kind: r.kind.ok_or_else(|| missing("kind"))?,
+            uid: r.uid.ok_or(ReviewError::MissingField("uid"))?,
+            kind: r.kind.ok_or(ReviewError::MissingField("kind"))?,
             sub_resource: r.sub_resource,
-            operation: r.operation.ok_or_else(|| missing("operation"))?,
+            operation: r.operation.ok_or(ReviewError::MissingField("operation"))?,
             object: r.object,
             old_object: r.old_object,
         })
@@ -290,11 +301,11 @@ pub fn handle(
         }
     }
     let review: ReviewIn<'_, &RawValue> =
-        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+        serde_json::from_slice(body).map_err(ReviewError::Malformed)?;
     let request = Request::from(review)?;
     let answer = match endpoint {
         Endpoint::Mutate { namespace_opt_in } => mutate(&request, namespace_opt_in, config)?,
-        Endpoint::Validate => validate(&request, config)?,
+        Endpoint::Validate => validate::validate(&request, config)?,
     };
     respond(&request.uid, answer)
 }
@@ -393,9 +404,7 @@ fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a
             let mut annotations = None;
             s.object(|key, s| match key {
                 b"annotations" => {
-                    let text = s.value()?;
-                    let read: Option<Annotations<'a>> =
-                        serde_json::from_slice(text).map_err(|_| Unexpected)?;
+                    let read = Option::<Annotations<'a>>::deserialize(&mut *s)?;
                     scan::once(&mut annotations, read.unwrap_or_default())
                 }
                 _ => s.value().map(drop),
@@ -409,7 +418,7 @@ fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a
     });
     if targeted {
         s.rewind(start);
-        return s.deserialize::<PodView<'a>>().map(Scanned::Pod);
+        return PodView::deserialize(&mut *s).map(Scanned::Pod);
     }
     scanned?;
     // No metadata at all: as an object without annotations.
@@ -417,7 +426,7 @@ fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a
         Some(plan) => Ok(Scanned::Untargeted(plan)),
         None => {
             s.rewind(start);
-            s.deserialize::<PodView<'a>>().map(Scanned::Pod)
+            PodView::deserialize(&mut *s).map(Scanned::Pod)
         }
     }
 }
@@ -474,8 +483,14 @@ fn respond(uid: &str, answer: Answer) -> Result<Reviewed, ReviewError> {
         body.push(b'"');
     }
     if !answer.warnings.is_empty() {
-        body.extend_from_slice(br#","warnings":"#);
-        serde_json::to_writer(&mut body, &answer.warnings).map_err(ReviewError::Write)?;
+        body.extend_from_slice(br#","warnings":["#);
+        for (i, warning) in answer.warnings.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            write_str(&mut body, warning)?;
+        }
+        body.push(b']');
     }
     body.extend_from_slice(b"}}");
     Ok(Reviewed {
@@ -485,17 +500,30 @@ fn respond(uid: &str, answer: Answer) -> Result<Reviewed, ReviewError> {
 }
 
 fn write_str(body: &mut Vec<u8>, s: &str) -> Result<(), ReviewError> {
-    serde_json::to_writer(body, s).map_err(ReviewError::Write)
+    write_json_str(body, s).map_err(ReviewError::Write)
+}
+
+/// `s` as a JSON string, as serde_json writes it; copied as it is when
+/// nothing in it needs escaping (no `"`, `\` or control character).
+fn write_json_str(out: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+    if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        return serde_json::to_writer(out, s);
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+    Ok(())
 }
 
 fn is_pod(kind: &GroupKind<'_>) -> bool {
     kind.group.is_empty() && kind.kind == "Pod"
 }
 
-fn bad_object(kind: &GroupKind<'_>, message: impl ToString) -> ReviewError {
+fn bad_object(kind: &GroupKind<'_>, source: serde_json::Error) -> ReviewError {
     ReviewError::BadObject {
         kind: kind.kind.to_string(),
-        message: message.to_string(),
+        source,
     }
 }
 
@@ -507,9 +535,9 @@ fn mutate(
     if !request.is_pod_create() {
         return Ok(Answer::allow(Outcome::Untouched));
     }
-    let object = request
-        .object
-        .ok_or_else(|| bad_object(&request.kind, "missing"))?;
+    let object = request.object.ok_or_else(|| ReviewError::MissingObject {
+        kind: request.kind.kind.to_string(),
+    })?;
     let pod: PodView<'_> =
         serde_json::from_str(object.get()).map_err(|e| bad_object(&request.kind, e))?;
     mutate_pod(&pod, namespace_opt_in, config)
@@ -574,9 +602,9 @@ fn patch_json(ops: &[patch::Op]) -> Result<Vec<u8>, serde_json::Error> {
             json.push(b',');
         }
         json.extend_from_slice(OP);
-        serde_json::to_writer(&mut json, op.op)?;
+        write_json_str(&mut json, op.op)?;
         json.extend_from_slice(PATH);
-        serde_json::to_writer(&mut json, &op.path)?;
+        write_json_str(&mut json, &op.path)?;
         json.extend_from_slice(VALUE);
         json.extend_from_slice(op.value.get().as_bytes());
         json.push(b'}');
@@ -630,136 +658,6 @@ fn has_sub_resource<O>(request: &Request<'_, O>) -> bool {
         .sub_resource
         .as_deref()
         .is_some_and(|s| !s.is_empty())
-}
-
-/// The user-written `forcebacklog/*` annotations, for comparing old and new objects.
-fn user_keys<'x>(a: &'x Annotations<'_>) -> [Option<&'x annotations::Raw<'x>>; 5] {
-    [
-        a.value.as_ref(),
-        a.inject.as_ref(),
-        a.containers.as_ref(),
-        a.mode.as_ref(),
-        a.ports.as_ref(),
-    ]
-}
-
-fn validate(
-    request: &Request<'_, &RawValue>,
-    config: &InjectConfig,
-) -> Result<Answer, ReviewError> {
-    let operation = request.operation.as_ref();
-    if !matches!(operation, "CREATE" | "UPDATE") || has_sub_resource(request) {
-        return Ok(Answer::allow(Outcome::Allowed));
-    }
-    let kind = &request.kind;
-    let Some(pointer) = plan::pod_template_pointer(&kind.group, &kind.kind) else {
-        return Ok(Answer::allow(Outcome::Allowed));
-    };
-    let Some(object) = request.object else {
-        return Ok(Answer::allow(Outcome::Allowed));
-    };
-    // Pods (the common case) are read straight from the bytes; workloads,
-    // rarer, through a Value to reach their template.
-    let owned: serde_json::Value;
-    let (owner, template): (bool, PodView<'_>) = if pointer.is_empty() {
-        let pod: PodView<'_> =
-            serde_json::from_str(object.get()).map_err(|e| bad_object(kind, e))?;
-        (pod.has_owner(), pod)
-    } else {
-        owned = serde_json::from_str(object.get()).map_err(|e| bad_object(kind, e))?;
-        let owner = owned
-            .pointer("/metadata/ownerReferences")
-            .and_then(|r| r.as_array())
-            .is_some_and(|r| !r.is_empty());
-        let template = match owned.pointer(pointer) {
-            None | Some(serde_json::Value::Null) => PodView::default(),
-            Some(t) => PodView::deserialize(t).map_err(|e| bad_object(kind, e))?,
-        };
-        (owner, template)
-    };
-    if owner {
-        return Ok(Answer::allow(Outcome::Allowed));
-    }
-    let empty = Annotations::default();
-    let annotations = template.annotations().unwrap_or(&empty);
-    let mut warnings: Vec<String> = annotations.unknown_key_warnings().collect();
-    if !annotations.any_user_key() {
-        return Ok(Answer {
-            warnings,
-            ..Answer::allow(Outcome::Allowed)
-        });
-    }
-    let defaults = Defaults {
-        backlog: config.default_backlog,
-        implicit: true,
-    };
-    let error = match annotations::check(annotations) {
-        Err(err) => Some(err.to_string()),
-        Ok(()) => {
-            let planned = plan::plan(&template, defaults, config);
-            match planned.verdict {
-                Verdict::Skip(SkipReason::Invalid(err)) => Some(err.to_string()),
-                Verdict::Skip(reason) => {
-                    warnings.push(format!(
-                        "forcebacklog: pods of this {} will not get the shim: {reason}",
-                        kind.kind
-                    ));
-                    None
-                }
-                Verdict::Inject => {
-                    // Warnings about the pods to come (sysctl, BACKLOG kept).
-                    warnings = planned.warnings;
-                    None
-                }
-                Verdict::NotTargeted | Verdict::OptedOut | Verdict::AlreadyInjected => None,
-            }
-        }
-    };
-    let Some(message) = error else {
-        return Ok(Answer {
-            warnings,
-            ..Answer::allow(Outcome::Allowed)
-        });
-    };
-    if operation == "UPDATE" && unchanged_in_old(request, pointer, annotations) {
-        warnings.push(format!(
-            "forcebacklog: pods of this {} will not get the shim: {message}",
-            kind.kind
-        ));
-        return Ok(Answer {
-            warnings,
-            ..Answer::allow(Outcome::Allowed)
-        });
-    }
-    Ok(Answer {
-        outcome: Outcome::Denied,
-        denial: Some(message),
-        patch: None,
-        warnings,
-    })
-}
-
-/// True when the old object's template carries the same `forcebacklog/*`
-/// annotations: the update does not touch them, so it is not judged.
-fn unchanged_in_old(
-    request: &Request<'_, &RawValue>,
-    pointer: &str,
-    new: &Annotations<'_>,
-) -> bool {
-    let Some(old) = request.old_object else {
-        return false;
-    };
-    let Ok(old) = serde_json::from_str::<serde_json::Value>(old.get()) else {
-        return false;
-    };
-    let Some(template) = old.pointer(pointer) else {
-        return false;
-    };
-    let Ok(view) = PodView::deserialize(template) else {
-        return false;
-    };
-    let empty = Annotations::default();
-    user_keys(view.annotations().unwrap_or(&empty)) == user_keys(new)
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@
 //! caller cares about) is left to the caller, which then reads the body
 //! with serde_json to answer it exactly.
 
+mod de;
+
 /// The scanner could not follow the text: the caller falls back to a full parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Unexpected;
@@ -107,17 +109,6 @@ impl<'a> Scanner<'a> {
             Some(i) => Ok(at + i),
             None => Err(Unexpected),
         }
-    }
-
-    /// Reads the value at the current position with serde_json (exactly,
-    /// with its errors) and moves past it.
-    pub(crate) fn deserialize<T: serde::Deserialize<'a>>(&mut self) -> Result<T, Unexpected> {
-        // Valid UTF-8 is checked once here instead of string by string.
-        let rest = std::str::from_utf8(&self.bytes[self.pos..]).map_err(|_| Unexpected)?;
-        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<T>();
-        let value = values.next().ok_or(Unexpected)?.map_err(|_| Unexpected)?;
-        self.pos += values.byte_offset();
-        Ok(value)
     }
 
     /// Moves back to `position` (an earlier [`Self::position`]).
