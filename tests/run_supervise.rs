@@ -2,7 +2,9 @@
 //! (a static musl program, raw `syscall(SYS_listen)`) get the backlog,
 //! read back with `ss`; errno exactness, threads, fork + exec children,
 //! a non-root user without capabilities, exit statuses, signals, and the
-//! refusals.
+//! refusals. Each runs with both methods (`FORCEBACKLOG_SUPERVISE_VIA`
+//! = `notify`, seccomp user notification, and `ptrace`), and the
+//! automatic choice is checked on the host and in Docker.
 
 #[path = "support/shim.rs"]
 mod support;
@@ -75,7 +77,24 @@ fn programs() -> Option<&'static Programs> {
         .as_ref()
 }
 
-/// `forcebacklog run ARGS -- COMMAND`, with the shim's variables cleared.
+/// The two supervisor methods, forced through `FORCEBACKLOG_SUPERVISE_VIA`.
+const METHODS: [&str; 2] = ["notify", "ptrace"];
+
+/// [`run`] with the supervisor method forced.
+fn run_via(
+    via: &str,
+    programs: &Programs,
+    args: &[&str],
+    command: &[&Path],
+    tail: &[&str],
+) -> Command {
+    let mut cmd = run(programs, args, command, tail);
+    cmd.env("FORCEBACKLOG_SUPERVISE_VIA", via);
+    cmd
+}
+
+/// `forcebacklog run ARGS -- COMMAND`, with the shim's and the
+/// supervisor's variables cleared.
 fn run(programs: &Programs, args: &[&str], command: &[&Path], tail: &[&str]) -> Command {
     let mut cmd = Command::new(programs.bin());
     cmd.arg("run").args(args).arg("--").args(command).args(tail);
@@ -84,6 +103,8 @@ fn run(programs: &Programs, args: &[&str], command: &[&Path], tail: &[&str]) -> 
         "LD_PRELOAD",
         "FORCEBACKLOG_MODE",
         "FORCEBACKLOG_PORTS",
+        "FORCEBACKLOG_SUPERVISE_VIA",
+        "FORCEBACKLOG_SUPERVISE_YAMA_SCOPE_FILE",
     ] {
         cmd.env_remove(key);
     }
@@ -141,15 +162,18 @@ fn the_servers_are_static() {
 fn static_and_raw_syscall_servers_get_the_backlog() {
     let Some(programs) = programs() else { return };
     for server in [programs.server(), programs.raw()] {
-        let running = Running::start(run(
-            programs,
-            &["--backlog", "300", "--method", "supervise"],
-            &[&server],
-            &["listen", "20"],
-        ));
-        assert_eq!(support::ss_backlog(running.port()), 300, "{server:?}");
-        let out = running.finish();
-        assert!(out.status.success(), "{out:?}");
+        for via in METHODS {
+            let running = Running::start(run_via(
+                via,
+                programs,
+                &["--backlog", "300", "--method", "supervise"],
+                &[&server],
+                &["listen", "20"],
+            ));
+            assert_eq!(support::ss_backlog(running.port()), 300, "{via} {server:?}");
+            let out = running.finish();
+            assert!(out.status.success(), "{out:?}");
+        }
 
         // The shim cannot reach them: they keep their own value.
         let running = Running::start(run(
@@ -223,24 +247,38 @@ fn static_rust_std_server_gets_the_backlog() {
         // The shim cannot reach it.
         (&["--backlog", "300"], 128),
     ] {
-        let running = Running::start(run(programs, args, &[&server], &[]));
-        assert_eq!(support::ss_backlog(running.port()), expect, "{args:?}");
-        let out = running.finish();
-        assert!(out.status.success(), "{out:?}");
+        for via in METHODS {
+            let running = Running::start(run_via(via, programs, args, &[&server], &[]));
+            assert_eq!(
+                support::ss_backlog(running.port()),
+                expect,
+                "{via} {args:?}"
+            );
+            let out = running.finish();
+            assert!(out.status.success(), "{out:?}");
+        }
     }
 }
 
 #[test]
 fn mode_set_and_raise() {
     let Some(programs) = programs() else { return };
-    for (mode, expect) in [("raise", 1000), ("set", 300)] {
-        let running = Running::start(run(
+    for ((mode, expect), via) in [("raise", 1000), ("set", 300)]
+        .into_iter()
+        .flat_map(|case| METHODS.map(|via| (case, via)))
+    {
+        let running = Running::start(run_via(
+            via,
             programs,
             &["--backlog", "300", "--method", "supervise", "--mode", mode],
             &[&programs.raw()],
             &["listen", "1000"],
         ));
-        assert_eq!(support::ss_backlog(running.port()), expect, "--mode {mode}");
+        assert_eq!(
+            support::ss_backlog(running.port()),
+            expect,
+            "{via} --mode {mode}"
+        );
         running.finish();
     }
 }
@@ -248,8 +286,12 @@ fn mode_set_and_raise() {
 #[test]
 fn return_values_and_errno_are_exact() {
     let Some(programs) = programs() else { return };
-    for server in [programs.server(), programs.raw()] {
-        let out = Running::start(run(
+    for (server, via) in [programs.server(), programs.raw()]
+        .into_iter()
+        .flat_map(|server| METHODS.map(|via| (server.clone(), via)))
+    {
+        let out = Running::start(run_via(
+            via,
             programs,
             &["--backlog", "300", "--method", "supervise"],
             &[&server],
@@ -257,8 +299,15 @@ fn return_values_and_errno_are_exact() {
         ))
         .finish();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("notsock ret -1 errno 88 ENOTSOCK"), "{text}");
-        assert!(text.contains("closed ret -1 errno 9 EBADF"), "{text}");
+        assert!(
+            text.contains("notsock ret -1 errno 88 ENOTSOCK"),
+            "{via} {text}"
+        );
+        assert!(text.contains("closed ret -1 errno 9 EBADF"), "{via} {text}");
+        assert!(
+            text.contains("udp ret -1 errno 95 EOPNOTSUPP"),
+            "{via} {text}"
+        );
         assert!(
             text.contains("success ret 0 errno 4242 backlog 300"),
             "{text}"
@@ -272,82 +321,99 @@ fn threads_calling_listen_concurrently() {
     let Some(programs) = programs() else { return };
     // 8 threads x 100 calls; each checks its backlog via TCP_INFO and the
     // errno of a non-socket and of fd -1 on every tenth call.
-    let running = Running::start(run(
-        programs,
-        &["--backlog", "300", "--method", "supervise"],
-        &[&programs.raw()],
-        &["threads", "8", "100", "20", "300"],
-    ));
-    assert!(
-        running.lines.iter().any(|l| l == "calls 800 failures 0"),
-        "{:?}",
-        running.lines
-    );
-    for listening in running.listening() {
-        assert_eq!(support::ss_backlog(listening.port), 300);
+    for via in METHODS {
+        let running = Running::start(run_via(
+            via,
+            programs,
+            &["--backlog", "300", "--method", "supervise"],
+            &[&programs.raw()],
+            &["threads", "8", "100", "20", "300"],
+        ));
+        assert!(
+            running.lines.iter().any(|l| l == "calls 800 failures 0"),
+            "{via} {:?}",
+            running.lines
+        );
+        for listening in running.listening() {
+            assert_eq!(support::ss_backlog(listening.port), 300, "{via}");
+        }
+        let out = running.finish();
+        assert!(out.status.success(), "{out:?}");
     }
-    let out = running.finish();
-    assert!(out.status.success(), "{out:?}");
 }
 
 #[test]
 fn a_forked_and_executed_child_is_supervised() {
     let Some(programs) = programs() else { return };
     // `spawn` forks, the child execs the server in `listen` mode.
-    let running = Running::start(run(
-        programs,
-        &["--backlog", "300", "--method", "supervise"],
-        &[&programs.server()],
-        &["spawn", "20"],
-    ));
-    assert_eq!(support::ss_backlog(running.port()), 300);
-    let out = running.finish();
-    assert!(out.status.success(), "{out:?}");
+    for via in METHODS {
+        let running = Running::start(run_via(
+            via,
+            programs,
+            &["--backlog", "300", "--method", "supervise"],
+            &[&programs.server()],
+            &["spawn", "20"],
+        ));
+        assert_eq!(support::ss_backlog(running.port()), 300, "{via}");
+        let out = running.finish();
+        assert!(out.status.success(), "{out:?}");
+    }
 }
 
 #[test]
 fn works_as_nobody_without_capabilities() {
     let Some(programs) = programs() else { return };
-    for (server, args) in [
-        (programs.server(), &["listen", "20"][..]),
-        (programs.raw(), &["spawn", "20"][..]),
-    ] {
-        let Some(cmd) = as_nobody(run(
+    for via in METHODS {
+        for (server, args) in [
+            (programs.server(), &["listen", "20"][..]),
+            (programs.raw(), &["spawn", "20"][..]),
+        ] {
+            let Some(cmd) = as_nobody(run_via(
+                via,
+                programs,
+                &["--backlog", "300", "--method", "supervise"],
+                &[&server],
+                args,
+            )) else {
+                return;
+            };
+            let running = Running::start(cmd);
+            assert_eq!(support::ss_backlog(running.port()), 300, "{via} {server:?}");
+            let out = running.finish();
+            assert!(out.status.success(), "{out:?}");
+        }
+        let Some(cmd) = as_nobody(run_via(
+            via,
             programs,
             &["--backlog", "300", "--method", "supervise"],
-            &[&server],
-            args,
+            &[&programs.server()],
+            &["threads", "4", "50", "20", "300"],
         )) else {
             return;
         };
         let running = Running::start(cmd);
-        assert_eq!(support::ss_backlog(running.port()), 300, "{server:?}");
-        let out = running.finish();
-        assert!(out.status.success(), "{out:?}");
+        assert!(
+            running.lines.iter().any(|l| l == "calls 200 failures 0"),
+            "{via} {:?}",
+            running.lines
+        );
+        running.finish();
     }
-    let Some(cmd) = as_nobody(run(
-        programs,
-        &["--backlog", "300", "--method", "supervise"],
-        &[&programs.server()],
-        &["threads", "4", "50", "20", "300"],
-    )) else {
-        return;
-    };
-    let running = Running::start(cmd);
-    assert!(
-        running.lines.iter().any(|l| l == "calls 200 failures 0"),
-        "{:?}",
-        running.lines
-    );
-    running.finish();
 }
 
 #[test]
 fn exit_status_and_signals_pass_through() {
     let Some(programs) = programs() else { return };
+    for via in METHODS {
+        exit_status_and_signals_via(programs, via);
+    }
+}
+
+fn exit_status_and_signals_via(programs: &Programs, via: &str) {
     let sh = Path::new("/bin/sh");
     let status = |tail: &[&str]| {
-        run(
+        run_via(
+            via,
             programs,
             &["--backlog", "300", "--method", "supervise"],
             &[sh],
@@ -357,12 +423,13 @@ fn exit_status_and_signals_pass_through() {
         .status()
         .expect("run sh")
     };
-    assert_eq!(status(&["-c", "exit 7"]).code(), Some(7));
+    assert_eq!(status(&["-c", "exit 7"]).code(), Some(7), "{via}");
     // Killed by a signal: 128 + its number, as a shell reports it.
-    assert_eq!(status(&["-c", "kill -TERM $$"]).code(), Some(143));
+    assert_eq!(status(&["-c", "kill -TERM $$"]).code(), Some(143), "{via}");
 
     // SIGTERM to the supervisor reaches the command.
-    let mut child = run(
+    let mut child = run_via(
+        via,
         programs,
         &["--backlog", "300", "--method", "supervise"],
         &[sh],
@@ -382,7 +449,10 @@ fn exit_status_and_signals_pass_through() {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "SIGTERM was not passed on");
+        assert!(
+            Instant::now() < deadline,
+            "{via}: SIGTERM was not passed on"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(42), "{status:?} {:?}", status.signal());
@@ -414,23 +484,109 @@ fn refusals_are_one_line() {
         ),
         "forcebacklog-no-such-command: command not found",
     );
-    // A supervisor inside a supervisor.
+    // A supervisor inside a supervisor, for each outer method (the inner
+    // one inherits the variable): the seccomp listener is taken (EBUSY),
+    // or this process is traced.
     let bin = programs.bin();
     let mut inner = supervise.to_vec();
     inner.extend(["--", "true"]);
-    check(
-        run(
-            programs,
-            &supervise,
-            &[&bin],
-            &[&["run"][..], &inner].concat(),
+    for (via, expect) in [
+        (
+            "notify",
+            "is blocked: this process is already under a seccomp user-notification supervisor \
+             (a supervisor inside a supervisor) (EBUSY)",
         ),
-        "is blocked: this process is already traced",
+        ("ptrace", "is blocked: this process is already traced"),
+    ] {
+        check(
+            run_via(
+                via,
+                programs,
+                &supervise,
+                &[&bin],
+                &[&["run"][..], &inner].concat(),
+            ),
+            expect,
+        );
+    }
+    // The automatic choice inside a user-notification supervisor.
+    let mut outer = run_via(
+        "notify",
+        programs,
+        &supervise,
+        &[&bin],
+        &[&["run"][..], &inner].concat(),
     );
+    outer.env_remove("FORCEBACKLOG_SUPERVISE_VIA");
+    check(outer, "(a supervisor inside a supervisor) (EBUSY)");
+    check(
+        run_via("bpf", programs, &supervise, &[Path::new("true")], &[]),
+        "FORCEBACKLOG_SUPERVISE_VIA=\"bpf\" is not one of auto, notify, ptrace",
+    );
+    // Yama (this kernel may have none: its scope is read from a file).
+    let scope = tempfile::NamedTempFile::new().expect("a temporary file");
+    // Read by uid 65534.
+    std::fs::set_permissions(scope.path(), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    for (value, expect) in [
+        (
+            "3\n",
+            "is blocked: kernel.yama.ptrace_scope is 3 (ptrace disabled)",
+        ),
+        (
+            "2\n",
+            "is blocked: kernel.yama.ptrace_scope is 2 (admin-only attach) and this process \
+             lacks CAP_SYS_PTRACE",
+        ),
+    ] {
+        std::fs::write(scope.path(), value).expect("write the scope");
+        for via in METHODS {
+            let mut cmd = run_via(via, programs, &supervise, &[Path::new("true")], &[]);
+            cmd.env("FORCEBACKLOG_SUPERVISE_YAMA_SCOPE_FILE", scope.path());
+            let Some(cmd) = as_nobody(cmd) else { return };
+            check(cmd, expect);
+        }
+    }
+    // Scopes 0 and 1 allow both (a parent may trace its descendants).
+    for value in ["0\n", "1\n"] {
+        std::fs::write(scope.path(), value).expect("write the scope");
+        for via in METHODS {
+            let mut cmd = run_via(via, programs, &supervise, &[Path::new("true")], &[]);
+            cmd.env("FORCEBACKLOG_SUPERVISE_YAMA_SCOPE_FILE", scope.path());
+            let Some(mut cmd) = as_nobody(cmd) else {
+                return;
+            };
+            let out = cmd.stdin(Stdio::null()).output().expect("run");
+            assert!(out.status.success(), "{via} scope {value}: {out:?}");
+        }
+    }
     // The internal helper alone.
     let mut helper = Command::new(programs.bin());
     helper.args(["__supervised-exec", "--", "true"]);
     check(helper, "internal to `forcebacklog run --method supervise`");
+}
+
+/// Without `FORCEBACKLOG_SUPERVISE_VIA` the supervisor probes
+/// `pidfd_getfd` and chooses user notification where no seccomp profile
+/// forbids it (here); `--debug` says which.
+#[test]
+fn user_notification_is_chosen_where_allowed() {
+    let Some(programs) = programs() else { return };
+    let running = Running::start(run(
+        programs,
+        &["--backlog", "300", "--method", "supervise", "--debug"],
+        &[&programs.server()],
+        &["listen", "20"],
+    ));
+    assert_eq!(support::ss_backlog(running.port()), 300);
+    let out = running.finish();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l == "forcebacklog: supervising via seccomp user notification"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("backlog 20 -> 300"), "{stderr}");
 }
 
 /// Runs `docker ARGS`, returning trimmed stdout; panics with stderr.
@@ -548,6 +704,58 @@ fn in_docker_under_the_default_seccomp_profile_as_non_root() {
     assert!(
         text.contains("success ret 0 errno 4242 backlog 300"),
         "{text}"
+    );
+    assert!(text.contains("udp ret -1 errno 95 EOPNOTSUPP"), "{text}");
+
+    // The automatic choice: the default profile forbids pidfd_getfd
+    // without CAP_SYS_PTRACE, so the probe falls back to ptrace.
+    let debug_run = |env: &[&str]| {
+        let args: Vec<&str> = [
+            &["run", "--rm"][..],
+            env,
+            &restricted,
+            &[&cleanup.image, "/forcebacklog", "run", "--backlog", "300"],
+            &[
+                "--method",
+                "supervise",
+                "--debug",
+                "--",
+                "/server-raw",
+                "errno",
+            ],
+        ]
+        .concat();
+        Command::new("docker")
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run docker")
+    };
+    let out = debug_run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l
+            == "forcebacklog: supervising via ptrace: user notification is unavailable: the \
+                seccomp profile forbids pidfd_getfd (EPERM; Docker's and containerd's default \
+                profiles allow it only with CAP_SYS_PTRACE)"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("backlog 300"),
+        "{out:?}"
+    );
+    // Forced, user notification refuses in one line naming the block.
+    let out = debug_run(&["-e", "FORCEBACKLOG_SUPERVISE_VIA=notify"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "--method supervise is blocked: FORCEBACKLOG_SUPERVISE_VIA=notify, but the seccomp \
+             profile forbids pidfd_getfd (EPERM"
+        ),
+        "{stderr}"
     );
 
     // A static server: the backlog read with ss in the container's

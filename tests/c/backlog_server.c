@@ -7,7 +7,8 @@
  *
  *   backlog_server listen BACKLOG [PORT...]  listen on 127.0.0.1:PORT (0 if
  *                                           none), print "listening FD PORT"
- *   backlog_server errno                     listen() on a non-socket and on
+ *   backlog_server errno                     listen() on a non-socket, on a
+ *                                           UDP socket and on
  *                                           a closed fd: print the results
  *   backlog_server threads T N BACKLOG EXPECT
  *                                           T threads x N listen() calls;
@@ -96,7 +97,8 @@ static int cmd_listen(int argc, char **argv) {
 
 static void report(const char *name, int ret, int err) {
     printf("%s ret %d errno %d %s\n", name, ret, err,
-           err == ENOTSOCK ? "ENOTSOCK" : err == EBADF ? "EBADF" : err == 0 ? "0" : "other");
+           err == ENOTSOCK ? "ENOTSOCK" : err == EBADF ? "EBADF" :
+           err == EOPNOTSUPP ? "EOPNOTSUPP" : err == 0 ? "0" : "other");
 }
 
 static int cmd_errno(void) {
@@ -111,6 +113,14 @@ static int cmd_errno(void) {
     errno = 0;
     ret = listen(fd, 20);
     report("closed", ret, errno);
+
+    /* A UDP socket cannot listen. */
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    if (udp < 0) die("socket");
+    errno = 0;
+    ret = listen(udp, 20);
+    report("udp", ret, errno);
+    close(udp);
 
     /* A successful listen leaves errno as it was. */
     int sock = bound_socket(0);
