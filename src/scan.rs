@@ -178,24 +178,21 @@ impl<'a> Scanner<'a> {
         Ok(&self.bytes[start..self.pos])
     }
 
-    /// Steps over an object or array at the current position, by its brackets.
+    /// Steps over an object or array at the current position, by its
+    /// brackets, 64 bytes a step: the step's quotes, backslashes and
+    /// brackets as bit masks ([`Classes`]), the escaped quotes removed and
+    /// the insides of strings found with a prefix XOR ([`Walk::step`]),
+    /// then only the brackets outside strings are visited.
     fn container(&mut self) -> Result<(), Unexpected> {
-        let mut depth = 0usize;
-        while let Some(&b) = self.bytes.get(self.pos) {
-            self.pos += 1;
-            match b {
-                b'"' => {
-                    self.string_body()?;
-                }
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        return Ok(());
-                    }
-                }
-                _ => {}
+        let mut walk = Walk::default();
+        let mut at = self.pos;
+        while at < self.bytes.len() {
+            let (block, len) = block_at(self.bytes, at);
+            if let Some(end) = walk.step(&Classes::of(&block)) {
+                self.pos = at + end + 1;
+                return Ok(());
             }
+            at += len;
         }
         Err(Unexpected)
     }
@@ -228,6 +225,154 @@ impl<'a> Scanner<'a> {
             }
         }
     }
+}
+
+/// Bytes per step of [`Scanner::container`].
+const BLOCK: usize = 64;
+
+/// The 64 bytes at `at` (padded with spaces at the end of the text, which
+/// belong to no class) and how many of them are the text's.
+#[inline(always)]
+fn block_at(bytes: &[u8], at: usize) -> ([u8; BLOCK], usize) {
+    match bytes.get(at..).and_then(<[u8]>::first_chunk::<BLOCK>) {
+        Some(block) => (*block, BLOCK),
+        None => {
+            let rest = bytes.get(at..).unwrap_or_default();
+            let mut block = [b' '; BLOCK];
+            block[..rest.len()].copy_from_slice(rest);
+            (block, rest.len())
+        }
+    }
+}
+
+/// The quotes, backslashes and brackets of a block: bit `i` for byte `i`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Classes {
+    quote: u64,
+    backslash: u64,
+    open: u64,
+    close: u64,
+}
+
+impl Classes {
+    /// SSE2 (part of every x86-64): 16 bytes compared at once, one bit
+    /// kept per byte. `{` and `[` differ only in bit 5 (0x7B, 0x5B), as do
+    /// `}` and `]`.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
+    fn of(block: &[u8; BLOCK]) -> Self {
+        use safe_arch::{cmp_eq_mask_i8_m128i, m128i, move_mask_i8_m128i, set_splat_i8_m128i};
+        let mut c = Classes::default();
+        for (i, sixteen) in block.chunks_exact(16).enumerate() {
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(sixteen);
+            let v = m128i::from(bytes);
+            let folded = v | set_splat_i8_m128i(0x20);
+            let bits = |m: m128i| u64::from(move_mask_i8_m128i(m) as u16) << (16 * i);
+            c.quote |= bits(cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'"' as i8)));
+            c.backslash |= bits(cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'\\' as i8)));
+            c.open |= bits(cmp_eq_mask_i8_m128i(folded, set_splat_i8_m128i(b'{' as i8)));
+            c.close |= bits(cmp_eq_mask_i8_m128i(folded, set_splat_i8_m128i(b'}' as i8)));
+        }
+        c
+    }
+
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    fn of(block: &[u8; BLOCK]) -> Self {
+        Self::scalar(block)
+    }
+
+    /// Byte by byte: other architectures, and the reference in tests.
+    #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+    fn scalar(block: &[u8; BLOCK]) -> Self {
+        let mut c = Classes::default();
+        for (i, &b) in block.iter().enumerate() {
+            let bit = 1u64 << i;
+            match b {
+                b'"' => c.quote |= bit,
+                b'\\' => c.backslash |= bit,
+                b'{' | b'[' => c.open |= bit,
+                b'}' | b']' => c.close |= bit,
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// Every other bit, from bit 0.
+const EVEN: u64 = 0x5555_5555_5555_5555;
+
+/// Where [`Scanner::container`] is between steps.
+#[derive(Default)]
+struct Walk {
+    /// Brackets open.
+    depth: usize,
+    /// The last step ended inside a string.
+    in_string: bool,
+    /// 1 when the last step ended with an odd run of backslashes: the
+    /// next step's first byte is escaped.
+    escape_carry: u64,
+}
+
+impl Walk {
+    /// One block; the index of the bracket that closes the container,
+    /// when it is in this block.
+    #[inline(always)]
+    fn step(&mut self, c: &Classes) -> Option<usize> {
+        let escaped = self.escaped(c.backslash);
+        let mut inside = prefix_xor(c.quote & !escaped);
+        if self.in_string {
+            inside = !inside;
+        }
+        self.in_string = inside >> 63 == 1;
+        let (open, close) = (c.open & !inside, c.close & !inside);
+        let mut brackets = open | close;
+        while brackets != 0 {
+            let bit = brackets & brackets.wrapping_neg();
+            if open & bit != 0 {
+                self.depth += 1;
+            } else {
+                self.depth = self.depth.checked_sub(1)?;
+                if self.depth == 0 {
+                    return Some(bit.trailing_zeros() as usize);
+                }
+            }
+            brackets ^= bit;
+        }
+        None
+    }
+
+    /// The bytes a backslash escapes: the second of each pair in a run of
+    /// backslashes, and the byte after an odd run (carried into the next
+    /// block when the run ends the block).
+    #[inline(always)]
+    fn escaped(&mut self, backslash: u64) -> u64 {
+        if backslash == 0 {
+            return std::mem::take(&mut self.escape_carry);
+        }
+        let backslash = backslash & !self.escape_carry;
+        let follows_escape = backslash << 1 | self.escape_carry;
+        // Runs that start on an odd bit, added to the runs: the carry of
+        // the addition marks the runs that start on even bits.
+        let odd_starts = backslash & !EVEN & !follows_escape;
+        let (even_starts, overflow) = odd_starts.overflowing_add(backslash);
+        self.escape_carry = u64::from(overflow);
+        (EVEN ^ (even_starts << 1)) & follows_escape
+    }
+}
+
+/// Bit `i` is the XOR of bits 0..=i: set between an opening quote
+/// (included) and its closing quote (excluded).
+#[inline(always)]
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
 }
 
 /// Sets `slot` once; a second value for the same key is `Unexpected`.
@@ -266,6 +411,56 @@ mod tests {
             assert_eq!(skip(&format!("{text} ,")), Ok(text), "{text}");
             assert_eq!(skip(text), Ok(text), "{text}");
         }
+    }
+
+    #[test]
+    fn long_and_escaped_containers_are_stepped_over() {
+        let long = "x".repeat(70);
+        for text in [
+            format!(r#"{{"a":"{long}","b":[{{"c":"{long}\"]"}}],"d":"\\"}}"#),
+            format!(r#"[{long:?},"{}\\",{{}}]"#, "\\".repeat(32)),
+            format!(r#"{{"k":"{}\"}}","z":1}}"#, "y".repeat(57)),
+            format!("[{}]", "[".repeat(40) + &"]".repeat(40)),
+        ] {
+            assert_eq!(skip(&format!("{text} ,")), Ok(text.as_str()), "{text}");
+            let cut = &text[..text.len() - 1];
+            assert_eq!(skip(cut), Err(Unexpected), "{cut}");
+        }
+    }
+
+    #[test]
+    fn classes_agree_with_the_scalar_reference() {
+        let text = br#"{"a\\"b":[1,{"}":"]"}],"c":"\\\\\\""}   ab[]{}""\\ {"x":["y"]}, "z\\\\" [[[ ]]] "\\\"" "#;
+        for start in 0..text.len() {
+            let (block, _) = block_at(text, start);
+            assert_eq!(Classes::of(&block), Classes::scalar(&block), "{start}");
+        }
+    }
+
+    #[test]
+    fn escapes_are_found_across_blocks() {
+        // A run of n backslashes ending at the end of a block, then a quote.
+        for n in 1..=70 {
+            let mut text = vec![b'x'; 130 - n];
+            text.extend(std::iter::repeat_n(b'\\', n));
+            text.push(b'"');
+            let quote = text.len() - 1;
+            let mut walk = Walk::default();
+            let mut escaped = 0u128;
+            for (k, at) in [0, 64].into_iter().enumerate() {
+                let (block, _) = block_at(&text, at);
+                escaped |= u128::from(walk.escaped(Classes::of(&block).backslash)) << (64 * k);
+            }
+            let (block, _) = block_at(&text, 128);
+            let last = walk.escaped(Classes::of(&block).backslash);
+            let quote_escaped = if quote >= 128 {
+                last >> (quote - 128) & 1 == 1
+            } else {
+                escaped >> quote & 1 == 1
+            };
+            assert_eq!(quote_escaped, n % 2 == 1, "{n}");
+        }
+        assert_eq!(prefix_xor(0b1001_0000), 0b0111_0000);
     }
 
     #[test]
