@@ -9,6 +9,7 @@
 //! | `forcebacklog/containers` | comma list of container names | every app container |
 //! | `forcebacklog/mode` | `raise` or `set` | the shim's default (`raise`) |
 //! | `forcebacklog/ports` | comma list of ports in 1..=65535 | every port |
+//! | `forcebacklog/method` | `shim` (`LD_PRELOAD`) or `supervise` (`forcebacklog run --method supervise` wraps the command) | `shim` |
 //! | `forcebacklog/status` | written by forcebacklog: `injected` or `skipped: <reason>` | – |
 //!
 //! Only keys under `forcebacklog/` are kept when annotations are read; the
@@ -32,6 +33,9 @@ pub const CONTAINERS: &str = "forcebacklog/containers";
 pub const MODE: &str = "forcebacklog/mode";
 /// `FORCEBACKLOG_PORTS` of the shim.
 pub const PORTS: &str = "forcebacklog/ports";
+/// `shim` (`LD_PRELOAD`) or `supervise` (the command is wrapped with
+/// `forcebacklog run --method supervise`).
+pub const METHOD: &str = "forcebacklog/method";
 /// A port: add the metrics sidecar (`forcebacklog sockets --serve`) on it.
 pub const METRICS: &str = "forcebacklog/metrics";
 /// Written by forcebacklog: `injected` or `skipped: <reason>`.
@@ -94,6 +98,8 @@ pub struct Annotations<'a> {
     pub ports: Option<Raw<'a>>,
     /// `forcebacklog/metrics`.
     pub metrics: Option<Raw<'a>>,
+    /// `forcebacklog/method`.
+    pub method: Option<Raw<'a>>,
     /// `forcebacklog/status`.
     pub status: Option<Raw<'a>>,
     /// Keys under `forcebacklog/` that mean nothing (typos such as `forcebacklog/backlog`).
@@ -113,6 +119,7 @@ impl<'a> Annotations<'a> {
             MODE => &mut self.mode,
             PORTS => &mut self.ports,
             METRICS => &mut self.metrics,
+            METHOD => &mut self.method,
             STATUS => &mut self.status,
             other => {
                 // A few are enough to point at the typo; the list stays bounded.
@@ -136,6 +143,7 @@ impl<'a> Annotations<'a> {
             || self.mode.is_some()
             || self.ports.is_some()
             || self.metrics.is_some()
+            || self.method.is_some()
     }
 
     /// The `forcebacklog/status` value when it is a string.
@@ -150,7 +158,7 @@ impl<'a> Annotations<'a> {
     pub fn unknown_key_warnings(&self) -> impl Iterator<Item = String> + '_ {
         self.unknown.iter().map(|key| {
             format!(
-                "forcebacklog: unknown annotation {key} ignored (known: value, inject, containers, mode, ports, metrics)"
+                "forcebacklog: unknown annotation {key} ignored (known: value, inject, containers, mode, ports, metrics, method)"
             )
         })
     }
@@ -195,6 +203,39 @@ impl Mode {
     }
 }
 
+/// How the backlog of a selected container's program is raised
+/// (`forcebacklog/method`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Method {
+    /// `LD_PRELOAD` of the shim: every dynamically linked program, the
+    /// command left as it is.
+    #[default]
+    Shim,
+    /// The container's command wrapped with `forcebacklog run --method
+    /// supervise`: statically linked programs and raw system calls too;
+    /// only containers with an explicit `command`.
+    Supervise,
+}
+
+impl Method {
+    /// Reads a method: `shim` or `supervise`, exactly.
+    pub fn parse(s: &str) -> Option<Method> {
+        match s {
+            "shim" => Some(Method::Shim),
+            "supervise" => Some(Method::Supervise),
+            _ => None,
+        }
+    }
+
+    /// The annotation value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Shim => "shim",
+            Method::Supervise => "supervise",
+        }
+    }
+}
+
 /// Which containers get the shim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Containers {
@@ -217,6 +258,8 @@ pub struct Settings {
     pub containers: Containers,
     /// The metrics sidecar's port (`forcebacklog/metrics`), when annotated.
     pub metrics: Option<u16>,
+    /// `forcebacklog/method` (the shim when absent).
+    pub method: Method,
 }
 
 /// Whether and how a pod is targeted.
@@ -255,6 +298,15 @@ pub enum AnnotationError {
         /// The first element that is not a port.
         bad: String,
     },
+    /// `forcebacklog/method` is neither `shim` nor `supervise`.
+    #[error("forcebacklog/method: {0:?} is not a method: expected \"shim\" or \"supervise\"")]
+    Method(String),
+    /// `forcebacklog/ports` with `forcebacklog/method: supervise`: the
+    /// supervisor does not read a socket's address, so it cannot choose by port.
+    #[error(
+        "forcebacklog/ports: {0:?} cannot be used with forcebacklog/method: \"supervise\" (the supervisor changes every listener): expected no forcebacklog/ports, or forcebacklog/method: \"shim\""
+    )]
+    PortsWithSupervise(String),
     /// `forcebacklog/metrics` is not a port.
     #[error("forcebacklog/metrics: {0:?} is not a port: expected a decimal integer in 1..=65535")]
     Metrics(String),
@@ -303,7 +355,8 @@ impl AnnotationError {
             AnnotationError::Backlog(_) => VALUE,
             AnnotationError::Inject(_) => INJECT,
             AnnotationError::Mode(_) => MODE,
-            AnnotationError::Ports { .. } => PORTS,
+            AnnotationError::Ports { .. } | AnnotationError::PortsWithSupervise(_) => PORTS,
+            AnnotationError::Method(_) => METHOD,
             AnnotationError::Metrics(_) => METRICS,
             AnnotationError::ContainerList(_) | AnnotationError::UnknownContainers { .. } => {
                 CONTAINERS
@@ -338,6 +391,10 @@ fn parse_switch(s: &str) -> Result<Switch, AnnotationError> {
         "false" | "disabled" => Ok(Switch::Off),
         other => Err(AnnotationError::Inject(clip(other))),
     }
+}
+
+fn parse_method(s: &str) -> Result<Method, AnnotationError> {
+    Method::parse(s).ok_or_else(|| AnnotationError::Method(clip(s)))
 }
 
 fn parse_mode(s: &str) -> Result<Mode, AnnotationError> {
@@ -434,12 +491,22 @@ fn settings(a: &Annotations<'_>, default_backlog: u16) -> Result<Settings, Annot
         None => Containers::AppContainers,
         Some(raw) => Containers::Named(parse_containers(raw.as_str(CONTAINERS)?)?),
     };
+    let method = match &a.method {
+        None => Method::Shim,
+        Some(raw) => parse_method(raw.as_str(METHOD)?)?,
+    };
+    if let (Method::Supervise, Some(raw)) = (method, &a.ports) {
+        return Err(AnnotationError::PortsWithSupervise(clip(
+            raw.as_str(PORTS)?,
+        )));
+    }
     Ok(Settings {
         backlog,
         mode,
         ports,
         containers,
         metrics,
+        method,
     })
 }
 
@@ -581,6 +648,7 @@ mod tests {
                 ports: None,
                 containers: Containers::AppContainers,
                 metrics: None,
+                method: Method::Shim,
             }
         );
         // The annotation wins over the namespace default.
@@ -689,6 +757,45 @@ mod tests {
                 Err(AnnotationError::Mode(bad.into()))
             );
         }
+    }
+
+    #[test]
+    fn method_values() {
+        let s = settings_of(targeting(&ann(&[(VALUE, "9")]), NONE).unwrap());
+        assert_eq!(s.method, Method::Shim, "the shim by default");
+        for (value, method) in [("shim", Method::Shim), ("supervise", Method::Supervise)] {
+            let s = settings_of(targeting(&ann(&[(VALUE, "9"), (METHOD, value)]), NONE).unwrap());
+            assert_eq!(s.method, method);
+            assert_eq!(method.as_str(), value);
+        }
+        // Method alone does not opt in, but check sees a bad value.
+        assert_eq!(
+            targeting(&ann(&[(METHOD, "supervise")]), NONE),
+            Ok(Targeting::NotTargeted)
+        );
+        for bad in ["", "Supervise", "ptrace", "supervise "] {
+            let err = targeting(&ann(&[(VALUE, "9"), (METHOD, bad)]), NONE).unwrap_err();
+            assert_eq!(err, AnnotationError::Method(bad.into()));
+            assert_eq!(err.key(), METHOD);
+            assert_eq!(check(&ann(&[(METHOD, bad)])), Err(err));
+        }
+        assert_eq!(
+            AnnotationError::Method("ptrace".into()).to_string(),
+            "forcebacklog/method: \"ptrace\" is not a method: expected \"shim\" or \"supervise\""
+        );
+    }
+
+    #[test]
+    fn ports_cannot_go_with_supervise() {
+        let a = ann(&[(VALUE, "9"), (METHOD, "supervise"), (PORTS, "8080")]);
+        let err = targeting(&a, NONE).unwrap_err();
+        assert_eq!(err, AnnotationError::PortsWithSupervise("8080".into()));
+        assert_eq!(err.key(), PORTS);
+        assert!(err.to_string().contains("forcebacklog/method"), "{err}");
+        assert_eq!(check(&a), Err(err));
+        // With the shim, ports are fine.
+        let a = ann(&[(VALUE, "9"), (METHOD, "shim"), (PORTS, "8080")]);
+        assert!(targeting(&a, NONE).is_ok());
     }
 
     #[test]

@@ -21,7 +21,11 @@
 //!   `skip_read_only_parent`, `volume_to_add`, `init_container_to_add` (the
 //!   name collision, and telling ours from a foreign one), `init_resources`
 //!   (the QoS class), `pull_secrets_to_add`, `container_work` with
-//!   `env_edit`, `keep_user_value` and `merge_ld_preload`.
+//!   `env_edit`, `keep_user_value` and `merge_ld_preload`. For
+//!   `forcebacklog/method: supervise` (typed as `annotations::Method`):
+//!   `skip_without_command` (in place of `skip_ld_preload_value_from`),
+//!   `binary_to_install` (the init container's `--with-binary`),
+//!   `wrap_command` and `supervise_backlog_warning` (no env edits).
 //! - [`patch`]: a plan → RFC 6902 operations against the raw pod JSON.
 //! - [`review`]: AdmissionReview bytes in → AdmissionReview bytes out
 //!   (uid echoed, base64 patch, warnings), for `/mutate` and `/validate`.

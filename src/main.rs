@@ -47,6 +47,10 @@ enum Command {
     InstallShim {
         /// The directory to write libforcebacklog.so into.
         dir: PathBuf,
+        /// Also copy this binary to DIR/forcebacklog, mode 0555 (for
+        /// `run --method supervise` in app containers).
+        #[arg(long)]
+        with_binary: bool,
     },
     /// Listening TCP sockets of this network namespace: backlog, accept queue, overflow counters.
     Sockets(SocketsArgs),
@@ -296,8 +300,12 @@ fn main() -> ExitCode {
         }
         Command::Sockets(args) => sockets(&args),
         Command::Audit(args) => return audit(args),
-        Command::InstallShim { dir } => forcebacklog::shim::install(&dir)
-            .map(|_| ExitCode::SUCCESS)
+        Command::InstallShim { dir, with_binary } => forcebacklog::shim::install(&dir)
+            .and_then(|_| match with_binary {
+                true => forcebacklog::shim::install_binary(&dir).map(drop),
+                false => Ok(()),
+            })
+            .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
     };
     match result {

@@ -15,7 +15,8 @@
 use crate::annotations::{self, Defaults};
 use crate::config::InjectConfig;
 use crate::plan::{
-    self, Add, ContainerWork, EnvEdit, INIT_CONTAINER_NAME, INSTALL_COMMAND, InitResources, List,
+    self, Add, BINARY_VOLUME_SIZE_LIMIT, BinaryInstall, ContainerWork, EnvEdit,
+    INIT_CONTAINER_NAME, INSTALL_BINARY_FLAG, INSTALL_COMMAND, InitResources, List,
     METRICS_COMMAND, METRICS_CONTAINER_NAME, MOUNT_PATH, Plan, PodView, PullSecrets, StatusAt,
     VOLUME_NAME, Verdict,
 };
@@ -147,7 +148,7 @@ struct InitContainer<'a> {
     image: &'a str,
     #[serde(rename = "imagePullPolicy", skip_serializing_if = "Option::is_none")]
     image_pull_policy: Option<&'a str>,
-    command: [&'static str; 3],
+    command: &'a [&'static str],
     #[serde(skip_serializing_if = "Option::is_none")]
     resources: Option<Resources<'a>>,
     #[serde(rename = "securityContext")]
@@ -265,18 +266,32 @@ pub fn operations(plan: &Plan, config: &InjectConfig) -> Vec<Op> {
     }
     let needs_config = work.volume != Add::Nothing || work.init_container != Add::Nothing;
     let rendered = needs_config.then(|| Rendered::get(config));
+    let with_binary = work.binary == BinaryInstall::WithInitContainer;
     if let Some(r) = &rendered {
-        push_add(&mut ops, work.volume, "/spec/volumes", "-", &r.volume);
+        let volume = if with_binary {
+            &r.volume_with_binary
+        } else {
+            &r.volume
+        };
+        push_add(&mut ops, work.volume, "/spec/volumes", "-", volume);
     }
     pull_secret_ops(&mut ops, &work.pull_secrets);
     let mount = app_mount();
     for container in &work.containers {
         container_ops(&mut ops, container, mount);
     }
+    if let BinaryInstall::AppendFlag { index } = work.binary {
+        ops.push(Op::add(
+            format!("/spec/initContainers/{index}/command/-"),
+            &INSTALL_BINARY_FLAG,
+        ));
+    }
     if let Some(r) = &rendered {
-        let init_container = match work.init_resources {
-            InitResources::RequestsEqualLimits => &r.init_container,
-            InitResources::Unset => &r.init_container_without_resources,
+        let init_container = match (work.init_resources, with_binary) {
+            (InitResources::RequestsEqualLimits, false) => &r.init_container,
+            (InitResources::Unset, false) => &r.init_container_without_resources,
+            (InitResources::RequestsEqualLimits, true) => &r.init_container_with_binary,
+            (InitResources::Unset, true) => &r.init_container_with_binary_without_resources,
         };
         push_add(
             &mut ops,
@@ -393,6 +408,12 @@ struct Rendered {
     init_container: Element,
     /// For a pod that sets no resources (BestEffort).
     init_container_without_resources: Element,
+    /// For `forcebacklog/method: supervise`: the volume sized for the binary.
+    volume_with_binary: Element,
+    /// For `forcebacklog/method: supervise`: the shim and the whole binary.
+    init_container_with_binary: Element,
+    /// Both of the above.
+    init_container_with_binary_without_resources: Element,
 }
 
 thread_local! {
@@ -408,14 +429,27 @@ impl Rendered {
     fn new(config: &InjectConfig) -> Self {
         Rendered {
             from: config.clone(),
-            volume: Element::new(&volume(config)),
+            volume: Element::new(&volume(&config.volume_size_limit)),
             init_container: Element::new(&init_container(
                 config,
                 InitResources::RequestsEqualLimits,
+                &INSTALL_COMMAND,
             )),
             init_container_without_resources: Element::new(&init_container(
                 config,
                 InitResources::Unset,
+                &INSTALL_COMMAND,
+            )),
+            volume_with_binary: Element::new(&volume(BINARY_VOLUME_SIZE_LIMIT)),
+            init_container_with_binary: Element::new(&init_container(
+                config,
+                InitResources::RequestsEqualLimits,
+                &INSTALL_WITH_BINARY,
+            )),
+            init_container_with_binary_without_resources: Element::new(&init_container(
+                config,
+                InitResources::Unset,
+                &INSTALL_WITH_BINARY,
             )),
         }
     }
@@ -467,6 +501,12 @@ fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork, mount: &Element) {
     };
     let base = format!("/spec/{list}/{}", c.index);
     push_add(ops, c.mount, &format!("{base}/volumeMounts"), "-", mount);
+    if let Some(prefix) = &c.command_prefix {
+        // Inserted before the command's own elements, which stay untouched.
+        for (i, element) in prefix.iter().enumerate() {
+            ops.push(Op::add(format!("{base}/command/{i}"), element));
+        }
+    }
     let mut new_vars = Vec::new();
     for edit in &c.env {
         match edit {
@@ -488,19 +528,29 @@ fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork, mount: &Element) {
     }
 }
 
-/// The emptyDir volume that holds the shim.
-fn volume(config: &InjectConfig) -> Volume<'_> {
+/// The emptyDir volume that holds the shim (and the binary).
+fn volume(size_limit: &str) -> Volume<'_> {
     Volume {
         name: VOLUME_NAME,
-        empty_dir: EmptyDir {
-            size_limit: &config.volume_size_limit,
-        },
+        empty_dir: EmptyDir { size_limit },
     }
 }
 
+/// The init container's command that also copies the whole binary.
+const INSTALL_WITH_BINARY: [&str; 4] = [
+    INSTALL_COMMAND[0],
+    INSTALL_COMMAND[1],
+    INSTALL_COMMAND[2],
+    INSTALL_BINARY_FLAG,
+];
+
 /// The install-shim init container: Pod Security "restricted"; requests =
 /// limits, or no resources at all for a BestEffort pod.
-fn init_container(config: &InjectConfig, sizing: InitResources) -> InitContainer<'_> {
+fn init_container<'a>(
+    config: &'a InjectConfig,
+    sizing: InitResources,
+    command: &'a [&'static str],
+) -> InitContainer<'a> {
     let quantities = Quantities {
         cpu: &config.init_resources.cpu,
         memory: &config.init_resources.memory,
@@ -516,7 +566,7 @@ fn init_container(config: &InjectConfig, sizing: InitResources) -> InitContainer
         name: INIT_CONTAINER_NAME,
         image: &config.image,
         image_pull_policy: config.image_pull_policy.as_deref(),
-        command: INSTALL_COMMAND,
+        command,
         resources,
         security_context: SecurityContext {
             run_as_non_root: true,
@@ -995,9 +1045,12 @@ mod tests {
             volume_size_limit: "2Mi".into(),
             ..InjectConfig::default()
         };
-        let init =
-            serde_json::to_value(init_container(&config, InitResources::RequestsEqualLimits))
-                .unwrap();
+        let init = serde_json::to_value(init_container(
+            &config,
+            InitResources::RequestsEqualLimits,
+            &INSTALL_COMMAND,
+        ))
+        .unwrap();
         assert_eq!(init["image"], "registry.local/fb:1");
         assert_eq!(init["imagePullPolicy"], "IfNotPresent");
         assert_eq!(
@@ -1005,7 +1058,7 @@ mod tests {
             json!({"cpu": "20m", "memory": "32Mi"})
         );
         assert_eq!(
-            serde_json::to_value(volume(&config)).unwrap()["emptyDir"]["sizeLimit"],
+            serde_json::to_value(volume(&config.volume_size_limit)).unwrap()["emptyDir"]["sizeLimit"],
             "2Mi"
         );
         let _: k8s_openapi::api::core::v1::Container =

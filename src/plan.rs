@@ -2,7 +2,8 @@
 //!
 //! Every injection rule lives here, each in a function named after it
 //! (`skip_mirror_pod`, `skip_windows`, `select`, `skip_read_only_parent`,
-//! `init_container_to_add`, `init_resources`, `keep_user_value`, …): which
+//! `init_container_to_add`, `init_resources`, `keep_user_value`,
+//! `skip_without_command`, `wrap_command`, …): which
 //! containers are selected, how an existing `LD_PRELOAD` or `BACKLOG` is
 //! treated, which pods are skipped and why, what counts as already injected. [`crate::patch`] only renders the
 //! resulting [`Plan`] as JSON Patch operations.
@@ -14,8 +15,8 @@
 //! rules never depend on fields they do not know.
 
 use crate::annotations::{
-    self, AnnotationError, Annotations, Containers, DEFAULT_SOMAXCONN, Defaults, Raw, Settings,
-    Targeting,
+    self, AnnotationError, Annotations, Containers, DEFAULT_SOMAXCONN, Defaults, Method, Mode, Raw,
+    Settings, Targeting,
 };
 use crate::config::InjectConfig;
 use serde::de::value::MapAccessDeserializer;
@@ -35,6 +36,16 @@ pub const INIT_CONTAINER_NAME: &str = "forcebacklog-install";
 /// The command of our init container (how ours is told from a foreign
 /// init container of the same name, together with its volume mount).
 pub const INSTALL_COMMAND: [&str; 3] = ["/forcebacklog", "install-shim", MOUNT_PATH];
+/// The flag of [`INSTALL_COMMAND`] that also copies the whole binary into
+/// the volume (`forcebacklog/method: supervise`); it goes last, so an
+/// init container without it gets it by one appended element.
+pub const INSTALL_BINARY_FLAG: &str = "--with-binary";
+/// The whole binary's path inside app containers
+/// (`forcebacklog/method: supervise` runs the command under it).
+pub const BINARY_PATH: &str = "/opt/forcebacklog/forcebacklog";
+/// `sizeLimit` of the volume when it also holds the whole binary (about
+/// 14 MB) instead of the configured one (sized for the shim alone).
+pub const BINARY_VOLUME_SIZE_LIMIT: &str = "32Mi";
 /// The shim's path inside app containers: the `LD_PRELOAD` entry.
 pub const SHIM_PATH: &str = "/opt/forcebacklog/libforcebacklog.so";
 /// The backlog variable the shim reads.
@@ -138,7 +149,8 @@ pub struct ContainerView<'a> {
     /// `restartPolicy` (`Always` makes an init container a native sidecar).
     #[serde(borrow, default, rename = "restartPolicy")]
     pub restart_policy: Option<Cow<'a, str>>,
-    /// `command` (read leniently: only compared with [`INSTALL_COMMAND`]).
+    /// `command` (read leniently: compared with [`INSTALL_COMMAND`], and
+    /// wrapped by `forcebacklog/method: supervise`).
     #[serde(borrow, default)]
     pub command: Option<Vec<Raw<'a>>>,
     /// `resources`.
@@ -595,6 +607,13 @@ pub enum SkipReason {
     Collision(String),
     /// No container to inject.
     NoContainers,
+    /// `forcebacklog/method: supervise` and a selected container without
+    /// an explicit `command`: the webhook cannot read the image's
+    /// entrypoint, so there is nothing to wrap.
+    NoCommand {
+        /// The container.
+        container: String,
+    },
 }
 
 impl SkipReason {
@@ -607,6 +626,7 @@ impl SkipReason {
             SkipReason::LdPreloadValueFrom { .. } => "ld_preload_value_from",
             SkipReason::Collision(_) => "collision",
             SkipReason::NoContainers => "no_containers",
+            SkipReason::NoCommand { .. } => "no_command",
         }
     }
 }
@@ -625,6 +645,10 @@ impl fmt::Display for SkipReason {
             ),
             SkipReason::Collision(what) => f.write_str(what),
             SkipReason::NoContainers => f.write_str("the pod has no container to inject"),
+            SkipReason::NoCommand { container } => write!(
+                f,
+                "container {container} has no command: forcebacklog/method \"supervise\" wraps the container's command, and the image's entrypoint is not visible to forcebacklog; set command (the image's entrypoint) in the container, or leave the container out with forcebacklog/containers"
+            ),
         }
     }
 }
@@ -709,12 +733,32 @@ pub struct ContainerWork {
     pub env_present: bool,
     /// The env changes, in order.
     pub env: Vec<EnvEdit>,
+    /// `forcebacklog/method: supervise`: the elements inserted before the
+    /// container's own `command` (`/opt/forcebacklog/forcebacklog run …
+    /// --`), whose elements stay as they are.
+    pub command_prefix: Option<Vec<String>>,
 }
 
 impl ContainerWork {
     fn is_empty(&self) -> bool {
-        self.mount == Add::Nothing && self.env.is_empty()
+        self.mount == Add::Nothing && self.env.is_empty() && self.command_prefix.is_none()
     }
+}
+
+/// How the whole binary gets into the volume (`forcebacklog/method: supervise`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryInstall {
+    /// Not needed (the shim method), or already installed by our init container.
+    Nothing,
+    /// The init container to add carries [`INSTALL_BINARY_FLAG`] (and the
+    /// volume to add gets [`BINARY_VOLUME_SIZE_LIMIT`]).
+    WithInitContainer,
+    /// Our init container exists without the flag: append it to the
+    /// command of `spec.initContainers[index]`.
+    AppendFlag {
+        /// The index of our init container.
+        index: usize,
+    },
 }
 
 /// The init container's resources, chosen to keep the pod's QoS class.
@@ -753,6 +797,8 @@ pub struct Work {
     pub containers: Vec<ContainerWork>,
     /// The metrics sidecar to add (`forcebacklog/metrics`).
     pub metrics: Option<MetricsSidecar>,
+    /// The whole binary in the volume (`forcebacklog/method: supervise`).
+    pub binary: BinaryInstall,
 }
 
 /// The metrics sidecar to insert into `spec.initContainers`.
@@ -776,6 +822,7 @@ impl Work {
         },
         containers: Vec::new(),
         metrics: None,
+        binary: BinaryInstall::Nothing,
     };
 
     /// True when nothing needs to be added.
@@ -785,6 +832,7 @@ impl Work {
             && self.pull_secrets.at == Add::Nothing
             && self.containers.is_empty()
             && self.metrics.is_none()
+            && !matches!(self.binary, BinaryInstall::AppendFlag { .. })
     }
 }
 
@@ -934,17 +982,21 @@ fn work(
     let selected = select(pod, settings, &config.exclude_containers)?;
     for &at in &selected {
         let c = pod.container(at);
-        skip_ld_preload_value_from(c)?;
+        match settings.method {
+            Method::Shim => skip_ld_preload_value_from(c)?,
+            Method::Supervise => skip_without_command(c)?,
+        }
         skip_mount_at_or_below_ours(c)?;
         skip_read_only_parent(pod, c)?;
     }
     let volume = volume_to_add(pod)?;
     let init_container = init_container_to_add(pod)?;
+    let binary = binary_to_install(pod, settings, init_container);
     let desired = desired_env(settings);
     let mut warnings = Vec::new();
     let mut containers = Vec::with_capacity(selected.len());
     for at in selected {
-        let (work, container_warnings) = container_work(pod, at, &desired);
+        let (work, container_warnings) = container_work(pod, at, &desired, settings);
         warnings.extend(container_warnings);
         if !work.is_empty() {
             containers.push(work);
@@ -963,6 +1015,7 @@ fn work(
         pull_secrets,
         containers,
         metrics,
+        binary,
     };
     Ok((work, warnings))
 }
@@ -1100,6 +1153,19 @@ fn skip_ld_preload_value_from(c: &ContainerView<'_>) -> Result<(), SkipReason> {
         .any(|e| e.name == ENV_LD_PRELOAD && e.value_from.is_some());
     if from_value_from {
         return Err(SkipReason::LdPreloadValueFrom {
+            container: annotations::clip(&c.name),
+        });
+    }
+    Ok(())
+}
+
+/// `forcebacklog/method: supervise` wraps a container's explicit
+/// `command`; without one (absent or empty: Kubernetes then runs the
+/// image's entrypoint, which the webhook cannot see) there is nothing to
+/// wrap, and the pod is skipped with the reason and the fix.
+fn skip_without_command(c: &ContainerView<'_>) -> Result<(), SkipReason> {
+    if c.command.as_deref().unwrap_or_default().is_empty() {
+        return Err(SkipReason::NoCommand {
             container: annotations::clip(&c.name),
         });
     }
@@ -1286,13 +1352,48 @@ fn is_our_metrics_sidecar(c: &ContainerView<'_>) -> bool {
 /// Ours: a plain init container running [`INSTALL_COMMAND`] with our
 /// volume at our mount path (the image may be another version's).
 fn is_our_init_container(c: &ContainerView<'_>) -> bool {
-    let command = c.command.as_deref().unwrap_or_default();
-    let same_command = command.len() == INSTALL_COMMAND.len()
-        && command
-            .iter()
-            .zip(INSTALL_COMMAND)
-            .all(|(have, ours)| matches!(have, Raw::Str(s) if s == ours));
+    let same_command = install_command_flag(c).is_some();
     !c.is_native_sidecar() && same_command && c.mounts().iter().any(is_our_mount)
+}
+
+/// Whether a command is [`INSTALL_COMMAND`] (`Some(false)`), or
+/// [`INSTALL_COMMAND`] with [`INSTALL_BINARY_FLAG`] (`Some(true)`), or
+/// neither (`None`).
+fn install_command_flag(c: &ContainerView<'_>) -> Option<bool> {
+    let command = c.command.as_deref().unwrap_or_default();
+    let is = |have: &Raw<'_>, ours: &str| matches!(have, Raw::Str(s) if s == ours);
+    let (head, flag) = match command.len() {
+        3 => (command, false),
+        4 if is(&command[3], INSTALL_BINARY_FLAG) => (&command[..3], true),
+        _ => return None,
+    };
+    head.iter()
+        .zip(INSTALL_COMMAND)
+        .all(|(have, ours)| is(have, ours))
+        .then_some(flag)
+}
+
+/// The whole binary for `forcebacklog/method: supervise`: installed by
+/// the init container to add, or by ours when it has the flag; our init
+/// container without it (a pod injected with the shim method before) gets
+/// the flag appended. Nothing for the shim method.
+fn binary_to_install(pod: &PodView<'_>, settings: &Settings, init_container: Add) -> BinaryInstall {
+    if settings.method != Method::Supervise {
+        return BinaryInstall::Nothing;
+    }
+    if init_container != Add::Nothing {
+        return BinaryInstall::WithInitContainer;
+    }
+    match pod
+        .init_containers()
+        .iter()
+        .position(|c| c.name == INIT_CONTAINER_NAME && is_our_init_container(c))
+    {
+        Some(index) if install_command_flag(&pod.init_containers()[index]) == Some(false) => {
+            BinaryInstall::AppendFlag { index }
+        }
+        _ => BinaryInstall::Nothing,
+    }
 }
 
 /// The init container's resources that keep the pod's QoS class: none
@@ -1339,8 +1440,13 @@ fn pull_secrets_to_add(pod: &PodView<'_>, configured: &[String]) -> PullSecrets 
     PullSecrets { at, names }
 }
 
-/// The variables every selected container should have, in order.
+/// The variables every selected container should have, in order. None
+/// under `forcebacklog/method: supervise`: the settings are arguments of
+/// the wrapped command ([`wrap_command`]), and `LD_PRELOAD` is not used.
 fn desired_env(settings: &Settings) -> Vec<(&'static str, String)> {
+    if settings.method == Method::Supervise {
+        return Vec::new();
+    }
     let mut desired: Vec<(&'static str, String)> = Vec::with_capacity(4);
     desired.push((ENV_BACKLOG, settings.backlog.to_string()));
     desired.push((ENV_LD_PRELOAD, SHIM_PATH.to_owned()));
@@ -1359,6 +1465,7 @@ fn container_work(
     pod: &PodView<'_>,
     (list, index): (List, usize),
     desired: &[(&'static str, String)],
+    settings: &Settings,
 ) -> (ContainerWork, Vec<String>) {
     let c = pod.container((list, index));
     let mount = if c.mounts().iter().any(is_our_mount) {
@@ -1374,6 +1481,13 @@ fn container_work(
         warnings.extend(warning);
     }
     warnings.extend(env_from_warning(c, &env));
+    let command_prefix = match settings.method {
+        Method::Shim => None,
+        Method::Supervise => {
+            warnings.extend(supervise_backlog_warning(c, settings));
+            wrap_command(c, settings)
+        }
+    };
     let work = ContainerWork {
         list,
         index,
@@ -1381,8 +1495,60 @@ fn container_work(
         mount,
         env_present: c.env.is_some(),
         env,
+        command_prefix,
     };
     (work, warnings)
+}
+
+/// What goes before a container's command under `forcebacklog/method:
+/// supervise`, so that it runs as `/opt/forcebacklog/forcebacklog run
+/// --backlog N [--mode M] --method supervise -- <its command…>`. `--mode`
+/// only when `forcebacklog/mode` is annotated (the default is `raise`, as
+/// with the shim). The command's own elements and `args` are not touched:
+/// Kubernetes appends `args` to the command, after ours. `None` when the
+/// command is already wrapped (re-invocation, `inject` output), or is not
+/// a list of strings (the API server refuses such a pod anyway).
+fn wrap_command(c: &ContainerView<'_>, settings: &Settings) -> Option<Vec<String>> {
+    let command = c.command.as_deref().unwrap_or_default();
+    if is_wrapped(command) || command.iter().any(|p| matches!(p, Raw::NotString(_))) {
+        return None;
+    }
+    let mut wrapped = vec![
+        BINARY_PATH.to_owned(),
+        "run".to_owned(),
+        "--backlog".to_owned(),
+        settings.backlog.to_string(),
+    ];
+    if let Some(mode) = settings.mode {
+        wrapped.extend(["--mode".to_owned(), Mode::as_str(mode).to_owned()]);
+    }
+    wrapped.extend([
+        "--method".to_owned(),
+        Method::Supervise.as_str().to_owned(),
+        "--".to_owned(),
+    ]);
+    Some(wrapped)
+}
+
+/// A command that already runs under [`BINARY_PATH`].
+fn is_wrapped(command: &[Raw<'_>]) -> bool {
+    matches!(command.first(), Some(Raw::Str(s)) if s == BINARY_PATH)
+}
+
+/// Under `forcebacklog/method: supervise` the backlog is an argument of the
+/// wrapped command, so a `BACKLOG` the container sets is not read by
+/// forcebacklog (unlike with the shim, where it is kept and wins); the
+/// warning says so when it differs from the annotation's.
+fn supervise_backlog_warning(c: &ContainerView<'_>, settings: &Settings) -> Option<String> {
+    let (_, existing) = c.env_var(ENV_BACKLOG)?;
+    let ours = settings.backlog.to_string();
+    if existing.value_from.is_none() && existing.value.as_deref() == Some(ours.as_str()) {
+        return None;
+    }
+    Some(format!(
+        "forcebacklog: container {}: {ENV_BACKLOG} set by the pod is not read under forcebacklog/method \"supervise\" (backlog {ours} applies)",
+        annotations::clip(&c.name)
+    ))
 }
 
 /// The edit for one desired variable: added when missing; `LD_PRELOAD`
@@ -1656,6 +1822,7 @@ mod tests {
                         value: SHIM_PATH.into()
                     },
                 ],
+                command_prefix: None,
             }]
         );
     }

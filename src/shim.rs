@@ -6,6 +6,8 @@
 //!
 //! - [`install`] writes it into a directory atomically, mode 0555 (the
 //!   injected init container's job).
+//! - [`install_binary`] copies this whole binary next to it (`install-shim
+//!   --with-binary`, for `forcebacklog/method: supervise`).
 //! - [`run`] extracts it to a private per-user cache file and executes a
 //!   command with it preloaded (`forcebacklog run`).
 
@@ -44,6 +46,18 @@ pub enum ShimError {
     #[error("cannot write {} into {}", FILE_NAME, path.display())]
     Write {
         /// The directory written to.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Copying this binary into a directory failed (read-only file
+    /// system, permissions, full disk or a volume's size limit...).
+    #[error("cannot copy {} to {}", source_path.display(), path.display())]
+    CopyBinary {
+        /// The file copied (this binary).
+        source_path: PathBuf,
+        /// The file written.
         path: PathBuf,
         /// What the operating system said.
         #[source]
@@ -157,6 +171,20 @@ impl RunOptions {
 /// Writes `dir/libforcebacklog.so` atomically, mode 0555.
 pub fn install(dir: &Path) -> Result<PathBuf, ShimError> {
     write::install(dir, SHIM)
+}
+
+/// The file name of the whole binary in the volume (`install-shim
+/// --with-binary`): `/opt/forcebacklog/forcebacklog` in a pod, what
+/// `forcebacklog/method: supervise` wraps a container's command with.
+pub const BINARY_FILE_NAME: &str = "forcebacklog";
+
+/// Copies this very binary (`/proc/self/exe`) to `dir/forcebacklog`
+/// atomically, mode 0555 (readable and executable by every user of the
+/// pod, writable by none), streamed by the kernel. The shim is installed
+/// first by the caller; the binary is what `run --method supervise` runs
+/// from in an app container whose image does not have it.
+pub fn install_binary(dir: &Path) -> Result<PathBuf, ShimError> {
+    write::install_copy(dir, BINARY_FILE_NAME, Path::new("/proc/self/exe"))
 }
 
 /// Runs `command` with the shim preloaded. The command replaces this

@@ -672,3 +672,68 @@ fn the_metrics_sidecar_is_spliced_too() {
         assert_eq!(stdout(&inject(&["-f", "-"], &yaml)), yaml);
     }
 }
+
+#[test]
+fn supervise_wraps_the_command_in_the_text() {
+    for command in [
+        "        command: [\"/server\", \"--port\"] # static, musl\n",
+        "        command:\n        - /server\n        - --port\n",
+    ] {
+        let input = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  selector:\n    matchLabels: {{app: d}}\n  template:\n    metadata:\n      labels: {{app: d}}\n      annotations:\n        forcebacklog/value: \"512\"\n        forcebacklog/method: supervise\n    spec:\n      containers:\n      - name: server # the app\n        image: s\n{}        args: [\"8080\"]\n",
+            command
+        );
+        let out = inject(&["-f", "-"], &input);
+        let yaml = stdout(&out);
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reformatted = stdout(&inject(&["--reformat", "-f", "-"], &input));
+        assert_eq!(parse(&yaml), parse(&reformatted));
+        let doc = &parse(&yaml)[0];
+        typed(doc);
+        let spec = &doc["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["containers"][0]["command"],
+            serde_json::json!([
+                "/opt/forcebacklog/forcebacklog",
+                "run",
+                "--backlog",
+                "512",
+                "--method",
+                "supervise",
+                "--",
+                "/server",
+                "--port"
+            ]),
+            "{yaml}"
+        );
+        assert_eq!(spec["containers"][0]["args"], serde_json::json!(["8080"]));
+        assert!(
+            spec["containers"][0]["env"].is_null(),
+            "no LD_PRELOAD: {yaml}"
+        );
+        assert_eq!(
+            spec["initContainers"][0]["command"][3], "--with-binary",
+            "{yaml}"
+        );
+        assert!(yaml.contains("# the app"), "comments kept: {yaml}");
+        assert_eq!(stdout(&inject(&["-f", "-"], &yaml)), yaml, "idempotent");
+    }
+    // Without a command: skipped, and the warning says how to fix it.
+    let input = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    forcebacklog/value: \"512\"\n    forcebacklog/method: supervise\nspec:\n  containers:\n  - name: a\n    image: a\n";
+    let out = inject(&["-f", "-"], input);
+    let docs = parse(&stdout(&out));
+    let status = status(&docs[0]).unwrap_or_default();
+    assert!(
+        status.starts_with("skipped: container a has no command"),
+        "{status}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("set command (the image's entrypoint) in the container"),
+        "{stderr}"
+    );
+}

@@ -66,6 +66,75 @@ fn installs_atomically_with_mode_0555() {
     assert_eq!(entries, 1, "no temporary file left behind");
 }
 
+/// `install-shim DIR --with-binary` (the init container of
+/// `forcebacklog/method: supervise`): the shim and this whole binary,
+/// both mode 0555, in a world-writable directory like an emptyDir; the
+/// copy is byte for byte the binary and runs as a user that is neither
+/// root nor its owner (the app container's user under Pod Security
+/// "restricted").
+#[test]
+fn with_binary_copies_the_whole_binary_executable_by_any_user() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod 0777, like an emptyDir");
+    for _ in 0..2 {
+        // Twice: a restarted init container replaces the read-only files.
+        let out = Command::new(BIN)
+            .arg("install-shim")
+            .arg(dir.path())
+            .arg("--with-binary")
+            .output()
+            .expect("run forcebacklog install-shim --with-binary");
+        assert!(out.status.success(), "{out:?}");
+        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["forcebacklog", "libforcebacklog.so"],
+        "no temporary file"
+    );
+    let copy = dir.path().join("forcebacklog");
+    let meta = std::fs::metadata(&copy).expect("the copied binary");
+    assert_eq!(
+        meta.mode() & 0o7777,
+        0o555,
+        "r-x for everyone, writable by none"
+    );
+    assert_eq!(
+        std::fs::read(&copy).expect("read the copy"),
+        std::fs::read(BIN).expect("read the binary"),
+        "the copy is the binary"
+    );
+    let mut run = Command::new(&copy);
+    run.arg("--version");
+    let as_root = is_root();
+    if as_root {
+        // Another user than the owner, like the app container's.
+        run.uid(65534).gid(65534);
+    }
+    let out = run.output().expect("run the copy");
+    assert!(
+        out.status.success(),
+        "the copy runs (as root: {as_root}): {out:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("forcebacklog "));
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 #[test]
 fn missing_dir_is_one_clear_error() {
     let dir = tempfile::tempdir().expect("temporary directory");

@@ -17,6 +17,37 @@ pub const INSTALLED_MODE: u32 = 0o555;
 
 /// Checks `dir` and writes `dir/libforcebacklog.so`, mode 0555.
 pub fn install(dir: &Path, bytes: &[u8]) -> Result<PathBuf, ShimError> {
+    check_dir(dir)?;
+    let target = dir.join(FILE_NAME);
+    atomic_write(&target, bytes, INSTALLED_MODE).map_err(|source| ShimError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    Ok(target)
+}
+
+/// Checks `dir` and copies the file `source` to `dir/name`, mode 0555,
+/// streamed (the kernel copies it: a binary of many megabytes never sits
+/// in this process's memory, which the init container's limit keeps small).
+pub fn install_copy(dir: &Path, name: &str, source: &Path) -> Result<PathBuf, ShimError> {
+    check_dir(dir)?;
+    let target = dir.join(name);
+    let copy = || -> io::Result<()> {
+        let mut from = File::open(source)?;
+        atomic_write_with(&target, INSTALLED_MODE, |file| {
+            io::copy(&mut from, file).map(drop)
+        })
+    };
+    copy().map_err(|err| ShimError::CopyBinary {
+        source_path: source.to_owned(),
+        path: target.clone(),
+        source: err,
+    })?;
+    Ok(target)
+}
+
+/// `dir` exists and is a directory, or the error that says otherwise.
+fn check_dir(dir: &Path) -> Result<(), ShimError> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -36,22 +67,27 @@ pub fn install(dir: &Path, bytes: &[u8]) -> Result<PathBuf, ShimError> {
             });
         }
     }
-    let target = dir.join(FILE_NAME);
-    atomic_write(&target, bytes, INSTALLED_MODE).map_err(|source| ShimError::Write {
-        path: dir.to_owned(),
-        source,
-    })?;
-    Ok(target)
+    Ok(())
 }
 
 /// Writes `bytes` to `target` atomically with permission bits `mode`.
 pub fn atomic_write(target: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    atomic_write_with(target, mode, |file| file.write_all(bytes))
+}
+
+/// Writes what `fill` writes into the file to `target` atomically, with
+/// permission bits `mode`.
+fn atomic_write_with(
+    target: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let temp = dir.join(temp_name(target));
-    let result = write_then_rename(&temp, target, bytes, mode);
+    let result = write_then_rename(&temp, target, fill, mode);
     if result.is_err() {
         // Best effort: the temporary file may not even exist.
         let _ = fs::remove_file(&temp);
@@ -65,13 +101,18 @@ pub fn atomic_write(target: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     Ok(())
 }
 
-fn write_then_rename(temp: &Path, target: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+fn write_then_rename(
+    temp: &Path,
+    target: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+    mode: u32,
+) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(temp)?;
-    file.write_all(bytes)?;
+    fill(&mut file)?;
     file.set_permissions(Permissions::from_mode(mode))?;
     file.sync_all()?;
     drop(file);
