@@ -43,6 +43,7 @@ const RELEASE_NAMESPACE: &str = "forcebacklog";
 const GLIBC_PORT: u16 = 8080;
 const MUSL_PORT: u16 = 8081;
 const LATE_PORT: u16 = 8082;
+const STATIC_PORT: u16 = 8083;
 /// How long the API server may take for anything a test waits on.
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -365,6 +366,146 @@ spec:
           image: registry.invalid/web:1
 "
     )
+}
+
+/// A restricted-compliant Deployment of the static server
+/// (`build_static_image`) with `forcebacklog/method` set to `method`;
+/// `command` says whether its container has an explicit `command`.
+fn static_deployment_yaml(
+    name: &str,
+    ns: &str,
+    image: &str,
+    method: &str,
+    command: bool,
+) -> String {
+    let command = if command {
+        "          command: [\"/server\"]\n"
+    } else {
+        ""
+    };
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  namespace: {ns}
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+      annotations:
+        forcebacklog/value: \"1024\"
+        forcebacklog/method: \"{method}\"
+    spec:
+      automountServiceAccountToken: false
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 1000
+        runAsGroup: 1000
+        seccompProfile:
+          type: RuntimeDefault
+      containers:
+        - name: server
+          image: {image}
+          imagePullPolicy: Never
+{command}          args: [\"{STATIC_PORT}\"]
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities:
+              drop: [ALL]
+"
+    )
+}
+
+/// `forcebacklog/method: supervise` on a Deployment in a namespace that
+/// enforces Pod Security "restricted": the stored pod has the init
+/// container that copies the binary and the wrapped command (its `args`
+/// kept), and was admitted; a container without `command` is skipped with
+/// the reason; a bad method is rejected at `kubectl apply`. Returns the
+/// supervised pod for the last mile.
+async fn supervise_in_restricted(cluster: &Cluster, client: &Client, ns: &str, image: &str) -> Pod {
+    let apply = |name: &str, method: &str, command: bool| {
+        cluster.kubectl(
+            &["apply", "-f", "-"],
+            Some(&static_deployment_yaml(name, ns, image, method, command)),
+        )
+    };
+    apply("supervised", "supervise", true)
+        .unwrap_or_else(|e| panic!("kubectl apply of the supervised Deployment: {e}"));
+    let pods = wait_for_pods(client, ns, "app=supervised", 1).await;
+    let pod = pods.into_iter().next().expect("one pod");
+    assert_eq!(annotation(&pod, "forcebacklog/status"), Some("injected"));
+    let spec = pod.spec.as_ref().expect("spec");
+    let init = &spec.init_containers.as_deref().unwrap_or_default()[0];
+    assert_eq!(init.name, "forcebacklog-install");
+    assert_eq!(
+        init.command.as_deref().unwrap_or_default(),
+        [
+            "/forcebacklog",
+            "install-shim",
+            "/opt/forcebacklog",
+            "--with-binary"
+        ]
+    );
+    let c = &spec.containers[0];
+    assert_eq!(
+        c.command.as_deref().unwrap_or_default(),
+        [
+            "/opt/forcebacklog/forcebacklog",
+            "run",
+            "--backlog",
+            "1024",
+            "--method",
+            "supervise",
+            "--",
+            "/server"
+        ]
+    );
+    assert_eq!(
+        c.args.as_deref().unwrap_or_default(),
+        [STATIC_PORT.to_string()],
+        "args kept"
+    );
+    assert!(c.env.is_none(), "no LD_PRELOAD, no BACKLOG: {:?}", c.env);
+    let volume = spec
+        .volumes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|v| v.name == "forcebacklog-shim")
+        .and_then(|v| v.empty_dir.as_ref())
+        .and_then(|e| e.size_limit.as_ref())
+        .map(|q| q.0.clone());
+    assert_eq!(volume.as_deref(), Some("32Mi"), "room for the binary");
+
+    // Without command: admitted (restricted), skipped with the reason.
+    apply("no-command", "supervise", false)
+        .unwrap_or_else(|e| panic!("kubectl apply of the Deployment without command: {e}"));
+    let pods = wait_for_pods(client, ns, "app=no-command", 1).await;
+    let status = annotation(&pods[0], "forcebacklog/status").unwrap_or_default();
+    assert!(
+        status.starts_with("skipped: container server has no command")
+            && status.contains("set command (the image's entrypoint)"),
+        "{status}"
+    );
+    assert_untouched(&pods[0]);
+
+    // A method that does not exist: rejected at apply, with key, value and choices.
+    let err = apply("bad-method", "ptrace", true).expect_err("forcebacklog/method: ptrace");
+    assert!(
+        err.contains("denied the request")
+            && err.contains("forcebacklog/method")
+            && err.contains("\"ptrace\"")
+            && err.contains("\"shim\" or \"supervise\""),
+        "{err}"
+    );
+    pod
 }
 
 /// The chart's generated certificate survives `helm upgrade`.
@@ -1216,6 +1357,7 @@ fn real_api_server_end_to_end() {
     let cleanup = Cleanup::default();
     let prefix = format!("fbcluster-{id}");
     let (glibc, musl, pause) = images::build_app_images(work.path(), &prefix, &cleanup);
+    let static_image = images::build_static_image(work.path(), &prefix, &cleanup);
 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
@@ -1264,6 +1406,9 @@ fn real_api_server_end_to_end() {
             .await;
         step("reinvocation injects a container added after ours");
         let late = reinvocation_injects_a_late_container(&client, &ns("restricted"), &musl).await;
+        step("method supervise: wrapped command, binary copied, restricted");
+        let supervised =
+            supervise_in_restricted(&cluster, &client, &ns("restricted"), &static_image).await;
 
         step("the last mile: stored pods run, ss shows the backlog");
         let found = run_stored_pod(
@@ -1291,6 +1436,19 @@ fn real_api_server_end_to_end() {
             found,
             vec![(GLIBC_PORT, 1024), (MUSL_PORT, 1024), (LATE_PORT, 1024)],
             "the late container too"
+        );
+        let found = run_stored_pod(
+            &supervised,
+            &[STATIC_PORT],
+            &format!("{prefix}-supervised"),
+            &pause,
+            work.path(),
+            &cleanup,
+        );
+        assert_eq!(
+            found,
+            vec![(STATIC_PORT, 1024)],
+            "the static server under the supervisor"
         );
 
         let namespaces: Api<Namespace> = Api::all(client.clone());

@@ -5,6 +5,9 @@
 //! the image over HTTPS, send it AdmissionReviews, apply the JSONPatch it
 //! returns, run the mutated pod the way a kubelet would (tests/e2e/kubelet.rs)
 //! and read the listen queues with `ss` inside the pod's network namespace.
+//! A static musl server in a pod annotated `forcebacklog/method: supervise`
+//! runs under the wrapped command as a non-root user with no capability,
+//! no-new-privileges and Docker's default seccomp profile.
 //!
 //! Needs root, docker.io (daemon running), gcc, musl-tools, iproute2,
 //! util-linux, binutils and the Rust target x86_64-unknown-linux-musl.
@@ -16,7 +19,7 @@ mod images;
 #[path = "e2e/kubelet.rs"]
 mod kubelet;
 
-use images::{build_app_images, run};
+use images::{build_app_images, build_static_image, run};
 use kubelet::{Cleanup, docker, docker_str};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -33,6 +36,7 @@ const DEFAULT_BACKLOG: u32 = 777;
 const APP_BACKLOG: u32 = 20;
 const GLIBC_PORT: u16 = 8080;
 const MUSL_PORT: u16 = 8081;
+const STATIC_PORT: u16 = 8082;
 
 /// Returns false to skip (allowed by FORCEBACKLOG_ALLOW_SKIP=1); panics with
 /// the missing package otherwise.
@@ -416,6 +420,52 @@ fn run_and_measure(
     result
 }
 
+/// A Pod with one container running the static server, as the restricted
+/// Pod Security level requires it: non-root, no capability, no privilege
+/// escalation (no-new-privileges), the runtime's default seccomp profile.
+fn static_pod(name: &str, annotations: Value, image: &str, command: bool) -> Value {
+    let mut container = json!({
+        "name": "static", "image": image, "args": [STATIC_PORT.to_string()],
+        "ports": [{"containerPort": STATIC_PORT, "protocol": "TCP"}],
+        // Resources make the init container's requests = limits (16Mi of
+        // memory): the binary's copy must fit in them.
+        "resources": {"requests": {"cpu": "50m", "memory": "32Mi"},
+                      "limits": {"cpu": "100m", "memory": "64Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]}}
+    });
+    if command {
+        container["command"] = json!(["/server"]);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "apps", "labels": {"app": name},
+                     "annotations": annotations},
+        "spec": {
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "runAsGroup": 1000,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container]
+        }
+    })
+}
+
+/// Runs a pod of [`static_pod`] and returns the Send-Q of its listener.
+fn run_static(pod: &Value, prefix: &str, pause: &str, work: &Path, cleanup: &Cleanup) -> u32 {
+    let running = kubelet::run_pod(pod, prefix, pause, &work.join("volumes"), cleanup)
+        .unwrap_or_else(|e| panic!("running pod {prefix}: {e}"));
+    let found = kubelet::wait_for_listeners(&running, &[STATIC_PORT])
+        .unwrap_or_else(|e| panic!("pod {prefix}: {e}"));
+    let mut names = vec!["rm".to_owned(), "-f".to_owned(), running.sandbox.clone()];
+    names.extend(running.containers.iter().map(|(_, n)| n.clone()));
+    let _ = docker(&names);
+    found
+        .iter()
+        .find(|(p, _)| *p == STATIC_PORT)
+        .map(|(_, q)| *q)
+        .expect("listener")
+}
+
 fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
     pod["metadata"]["annotations"][key].as_str()
 }
@@ -452,6 +502,7 @@ fn mutated_pods_get_the_backlog_in_docker() {
     );
 
     let (glibc, musl, pause) = build_app_images(work.path(), &prefix, &cleanup);
+    let static_image = build_static_image(work.path(), &prefix, &cleanup);
     let webhook = start_webhook(&image, &prefix, work.path(), &cleanup);
     let setup = started.elapsed();
     eprintln!("e2e: app images and webhook ready after {setup:.1?}");
@@ -585,8 +636,128 @@ fn mutated_pods_get_the_backlog_in_docker() {
     eprintln!("e2e: invalid-value pod: glibc Send-Q {g}, musl Send-Q {m}");
     assert_eq!((g, m), (APP_BACKLOG, APP_BACKLOG));
 
+    // 5. A static server: the shim cannot reach it (no loader), it keeps 20.
+    let admitted = admit(
+        &webhook,
+        "/mutate",
+        &static_pod(
+            "static-shim",
+            json!({"forcebacklog/value": "234"}),
+            &static_image,
+            true,
+        ),
+    );
+    assert_eq!(
+        annotation(&admitted.pod, "forcebacklog/status"),
+        Some("injected")
+    );
+    let q = run_static(
+        &admitted.pod,
+        &format!("{prefix}-static-shim"),
+        &pause,
+        work.path(),
+        &cleanup,
+    );
+    eprintln!("e2e: static server with the shim: Send-Q {q}");
+    assert_eq!(q, APP_BACKLOG, "LD_PRELOAD does not reach a static program");
+
+    // 6. The same pod with forcebacklog/method: supervise: the init
+    //    container copies the binary, the command is wrapped, and the
+    //    supervisor gives the static server 234 as user 1000 with no
+    //    capability, no-new-privileges and Docker's default seccomp profile.
+    let admitted = admit(
+        &webhook,
+        "/mutate",
+        &static_pod(
+            "static-supervise",
+            json!({"forcebacklog/value": "234", "forcebacklog/method": "supervise"}),
+            &static_image,
+            true,
+        ),
+    );
+    let p = &admitted.pod;
+    assert_eq!(annotation(p, "forcebacklog/status"), Some("injected"));
+    assert_eq!(
+        p["spec"]["initContainers"][0]["resources"]["limits"]["memory"],
+        "16Mi"
+    );
+    assert_eq!(
+        p["spec"]["initContainers"][0]["command"],
+        json!([
+            "/forcebacklog",
+            "install-shim",
+            "/opt/forcebacklog",
+            "--with-binary"
+        ])
+    );
+    let c = &p["spec"]["containers"][0];
+    assert_eq!(
+        c["command"],
+        json!([
+            "/opt/forcebacklog/forcebacklog",
+            "run",
+            "--backlog",
+            "234",
+            "--method",
+            "supervise",
+            "--",
+            "/server"
+        ])
+    );
+    assert_eq!(c["args"], json!([STATIC_PORT.to_string()]), "args kept");
+    assert!(c["env"].is_null(), "no LD_PRELOAD, no BACKLOG: {c}");
+    let q = run_static(
+        p,
+        &format!("{prefix}-static-supervise"),
+        &pause,
+        work.path(),
+        &cleanup,
+    );
+    eprintln!("e2e: static server under supervise: Send-Q {q}");
+    assert_eq!(q, 234, "the supervisor reaches the static server");
+    let copied = work
+        .path()
+        .join("volumes")
+        .join(format!("{prefix}-static-supervise"))
+        .join("forcebacklog-shim/forcebacklog");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&copied).expect("the binary in the emptyDir");
+    assert_eq!(meta.mode() & 0o7777, 0o555, "r-x for every user of the pod");
+    assert_eq!(meta.uid(), 65532, "written by the init container's user");
+
+    // 7. Without command: skipped with the reason, runs with its own 20.
+    let admitted = admit(
+        &webhook,
+        "/mutate",
+        &static_pod(
+            "static-no-command",
+            json!({"forcebacklog/value": "234", "forcebacklog/method": "supervise"}),
+            &static_image,
+            false,
+        ),
+    );
+    let status = annotation(&admitted.pod, "forcebacklog/status").unwrap_or_default();
+    assert!(
+        status.starts_with("skipped: container static has no command"),
+        "{status}"
+    );
+    assert!(
+        admitted.warnings.iter().any(|w| w.contains("set command")),
+        "{:?}",
+        admitted.warnings
+    );
+    assert!(admitted.pod["spec"]["initContainers"].is_null());
+    let q = run_static(
+        &admitted.pod,
+        &format!("{prefix}-static-no-command"),
+        &pause,
+        work.path(),
+        &cleanup,
+    );
+    assert_eq!(q, APP_BACKLOG);
+
     eprintln!(
-        "e2e: done in {:.1?} (image {image_built:.1?}, setup {setup:.1?}, 4 pods {:.1?})",
+        "e2e: done in {:.1?} (image {image_built:.1?}, setup {setup:.1?}, 7 pods {:.1?})",
         started.elapsed(),
         started.elapsed() - setup
     );

@@ -1,7 +1,9 @@
 //! The app images of the end-to-end tests, built FROM scratch from local
 //! files (no registry): a C server with a hard-coded `listen(fd, 20)`
 //! (tests/e2e/fixtures/listen20.c), dynamically linked against glibc and
-//! against musl, and the static pod sandbox (tests/e2e/fixtures/pause.c).
+//! against musl, the same server linked statically against musl (no
+//! loader: `LD_PRELOAD` cannot reach it), and the static pod sandbox
+//! (tests/e2e/fixtures/pause.c).
 
 #![allow(dead_code)]
 
@@ -145,4 +147,24 @@ pub fn build_app_images(work: &Path, prefix: &str, cleanup: &Cleanup) -> (String
     );
     build_scratch_image(work, &pause, &[("/pause", &pause_bin)], &[], "/pause");
     (glibc, musl, pause)
+}
+
+/// The static server image: tests/e2e/fixtures/listen20.c linked
+/// statically against musl (`/server`, no loader, no library), the
+/// program only `forcebacklog/method: supervise` reaches.
+pub fn build_static_image(work: &Path, prefix: &str, cleanup: &Cleanup) -> String {
+    let source = Path::new(ROOT).join("tests/e2e/fixtures/listen20.c");
+    let binary = work.join("listen20-static");
+    run(Command::new("musl-gcc")
+        .args(["-O2", "-Wall", "-Werror", "-static", "-o"])
+        .arg(&binary)
+        .arg(&source));
+    assert!(
+        interpreter(&binary).is_none(),
+        "the static server has no loader"
+    );
+    let tag = format!("{prefix}/app-static:e2e");
+    cleanup.image(&tag);
+    build_scratch_image(work, &tag, &[("/server", &binary)], &[], "/server");
+    tag
 }
