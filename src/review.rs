@@ -418,6 +418,7 @@ fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a
     });
     if targeted {
         s.rewind(start);
+        s.check_text()?;
         return PodView::deserialize(&mut *s).map(Scanned::Pod);
     }
     scanned?;
@@ -426,6 +427,7 @@ fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a
         Some(plan) => Ok(Scanned::Untargeted(plan)),
         None => {
             s.rewind(start);
+            s.check_text()?;
             PodView::deserialize(&mut *s).map(Scanned::Pod)
         }
     }

@@ -24,6 +24,8 @@ pub(crate) struct Unexpected;
 pub(crate) struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// `bytes` as text, once checked as UTF-8 as a whole ([`Self::text`]).
+    text: Option<&'a str>,
 }
 
 const ONES: u64 = u64::MAX / 255;
@@ -40,7 +42,11 @@ fn lowest_match(word: u64, byte: u8) -> u64 {
 impl<'a> Scanner<'a> {
     /// A scanner at the start of `bytes`.
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Scanner { bytes, pos: 0 }
+        Scanner {
+            bytes,
+            pos: 0,
+            text: None,
+        }
     }
 
     fn skip_whitespace(&mut self) {
@@ -131,10 +137,30 @@ impl<'a> Scanner<'a> {
     /// anything else (a string with escapes is read by the fallback).
     pub(crate) fn plain_string(&mut self) -> Result<&'a str, Unexpected> {
         let raw = self.raw_string()?;
-        if raw.contains(&b'\\') {
+        // Without an early exit, so the compiler can check many bytes at a
+        // time (keys and names are short: memchr's set-up would dominate).
+        if raw.iter().fold(false, |seen, &b| seen | (b == b'\\')) {
             return Err(Unexpected);
         }
-        std::str::from_utf8(raw).map_err(|_| Unexpected)
+        self.str_between(self.pos - 1 - raw.len(), self.pos - 1)
+    }
+
+    /// Checks the whole text as UTF-8, once: afterwards every string read
+    /// is a slice of it instead of being checked on its own (reading a
+    /// pod's views takes hundreds of short strings).
+    pub(crate) fn check_text(&mut self) -> Result<(), Unexpected> {
+        if self.text.is_none() {
+            self.text = Some(std::str::from_utf8(self.bytes).map_err(|_| Unexpected)?);
+        }
+        Ok(())
+    }
+
+    /// `bytes[start..end]` (between ASCII delimiters) as text.
+    fn str_between(&self, start: usize, end: usize) -> Result<&'a str, Unexpected> {
+        match self.text {
+            Some(text) => text.get(start..end).ok_or(Unexpected),
+            None => std::str::from_utf8(&self.bytes[start..end]).map_err(|_| Unexpected),
+        }
     }
 
     /// True (and moves past it) when the next value is `null`.

@@ -38,8 +38,11 @@ impl<'a> Scanner<'a> {
         let start = self.pos;
         self.pos += 1;
         let raw = self.string_body()?;
-        if raw.iter().all(|&b| b != b'\\' && b >= 0x20) {
-            let text = std::str::from_utf8(raw).map_err(|_| Unexpected)?;
+        if !raw
+            .iter()
+            .fold(false, |odd, &b| odd | (b == b'\\') | (b < 0x20))
+        {
+            let text = self.str_between(start + 1, self.pos - 1)?;
             return visitor.visit_borrowed_str(text);
         }
         let decoded: String =
