@@ -6,8 +6,8 @@
 //! A failed property panics, which is what libFuzzer reports as a crash.
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
-use forcebacklog::config::InjectConfig;
 use forcebacklog::manifest::inject_str;
+use forcebacklog::patch::Injector;
 use forcebacklog::review::{self, Endpoint};
 use serde_json::Value;
 
@@ -40,7 +40,7 @@ pub fn review(data: &[u8]) {
         None => (0, data),
     };
     let endpoint = endpoint(selector);
-    let config = InjectConfig::default();
+    let config = Injector::default();
     let Ok(reviewed) = review::handle(body, endpoint, &config) else {
         return;
     };
@@ -171,7 +171,7 @@ pub fn inject(data: &[u8]) {
         return;
     };
     let backlog = (data.len() % 2 == 1).then_some(100);
-    let config = InjectConfig::default();
+    let config = Injector::default();
     let Ok(first) = inject_str(text, "fuzz.yaml", backlog, &config) else {
         return;
     };

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use forcebacklog::config::InjectConfig;
+use forcebacklog::patch::Injector;
 
 // mimalloc instead of the libc allocator: a review allocates a lot of small
 // short-lived objects. Measured CPU per review (bench/README.md, "Webhook"):
@@ -270,7 +271,7 @@ fn main() -> ExitCode {
         Command::Inject(args) => forcebacklog::manifest::inject_file(
             &args.file,
             args.backlog,
-            &args.inject.into_config(),
+            &Injector::new(args.inject.into_config()),
             if args.reformat {
                 forcebacklog::manifest::Output::Reformat
             } else {

@@ -22,8 +22,7 @@
 mod validate;
 
 use crate::annotations::{Annotations, Defaults};
-use crate::config::InjectConfig;
-use crate::patch;
+use crate::patch::{self, Injector};
 use crate::plan::{self, Plan, PodView, Verdict};
 use crate::scan::{self, Scanner, Unexpected};
 use serde::Deserialize;
@@ -279,7 +278,7 @@ impl Answer {
 pub fn handle(
     body: &[u8],
     endpoint: Endpoint,
-    config: &InjectConfig,
+    injector: &Injector,
 ) -> Result<Reviewed, ReviewError> {
     if let Endpoint::Mutate { namespace_opt_in } = endpoint {
         // The hot path: the scanner finds the envelope's fields and the
@@ -289,13 +288,13 @@ pub fn handle(
         // read again below with serde_json, to answer it or to say
         // precisely what is wrong.
         let defaults = Defaults {
-            backlog: config.default_backlog,
+            backlog: injector.config().default_backlog,
             implicit: namespace_opt_in,
         };
         if let Ok(review) = scan_review(body, defaults) {
             let request = Request::from(review)?;
             if let (true, Some(object)) = (request.is_pod_create(), request.object) {
-                let answer = mutate_scanned(object, namespace_opt_in, config)?;
+                let answer = mutate_scanned(object, namespace_opt_in, injector)?;
                 return respond(&request.uid, answer);
             }
         }
@@ -304,8 +303,8 @@ pub fn handle(
         serde_json::from_slice(body).map_err(ReviewError::Malformed)?;
     let request = Request::from(review)?;
     let answer = match endpoint {
-        Endpoint::Mutate { namespace_opt_in } => mutate(&request, namespace_opt_in, config)?,
-        Endpoint::Validate => validate::validate(&request, config)?,
+        Endpoint::Mutate { namespace_opt_in } => mutate(&request, namespace_opt_in, injector)?,
+        Endpoint::Validate => validate::validate(&request, injector.config())?,
     };
     respond(&request.uid, answer)
 }
@@ -437,7 +436,7 @@ fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a
 fn mutate_scanned(
     object: Scanned<'_>,
     namespace_opt_in: bool,
-    config: &InjectConfig,
+    injector: &Injector,
 ) -> Result<Answer, ReviewError> {
     match object {
         Scanned::Untargeted(plan) => mutation_answer(patch::Mutation {
@@ -445,7 +444,7 @@ fn mutate_scanned(
             ops: Vec::new(),
             warnings: plan.warnings,
         }),
-        Scanned::Pod(pod) => mutate_pod(&pod, namespace_opt_in, config),
+        Scanned::Pod(pod) => mutate_pod(&pod, namespace_opt_in, injector),
     }
 }
 
@@ -532,7 +531,7 @@ fn bad_object(kind: &GroupKind<'_>, source: serde_json::Error) -> ReviewError {
 fn mutate(
     request: &Request<'_, &RawValue>,
     namespace_opt_in: bool,
-    config: &InjectConfig,
+    injector: &Injector,
 ) -> Result<Answer, ReviewError> {
     if !request.is_pod_create() {
         return Ok(Answer::allow(Outcome::Untouched));
@@ -542,19 +541,19 @@ fn mutate(
     })?;
     let pod: PodView<'_> =
         serde_json::from_str(object.get()).map_err(|e| bad_object(&request.kind, e))?;
-    mutate_pod(&pod, namespace_opt_in, config)
+    mutate_pod(&pod, namespace_opt_in, injector)
 }
 
 fn mutate_pod(
     pod: &PodView<'_>,
     namespace_opt_in: bool,
-    config: &InjectConfig,
+    injector: &Injector,
 ) -> Result<Answer, ReviewError> {
     let defaults = Defaults {
-        backlog: config.default_backlog,
+        backlog: injector.config().default_backlog,
         implicit: namespace_opt_in,
     };
-    mutation_answer(patch::mutate(pod, defaults, config))
+    mutation_answer(patch::mutate(pod, defaults, injector))
 }
 
 fn mutation_answer(mutation: patch::Mutation) -> Result<Answer, ReviewError> {
@@ -723,7 +722,7 @@ mod tests {
             json!({"metadata": {"annotations": {"forcebacklog/value": "234"}},
                    "spec": {"containers": [{"name": "a"}]}}),
         );
-        let r = handle(&body, MUTATE, &InjectConfig::default()).unwrap();
+        let r = handle(&body, MUTATE, &Injector::default()).unwrap();
         assert_eq!(r.outcome, Outcome::Injected);
         let resp = response(&r);
         assert_eq!(resp["allowed"], true);
@@ -743,7 +742,7 @@ mod tests {
             "CREATE",
             json!({"metadata": {"name": "x"}, "spec": {"containers": [{"name": "a"}]}}),
         );
-        let r = handle(&body, MUTATE, &InjectConfig::default()).unwrap();
+        let r = handle(&body, MUTATE, &Injector::default()).unwrap();
         assert_eq!(r.outcome, Outcome::Untouched);
         let resp = response(&r);
         assert_eq!(
@@ -764,7 +763,7 @@ mod tests {
             Endpoint::Mutate {
                 namespace_opt_in: true,
             },
-            &InjectConfig::default(),
+            &Injector::default(),
         )
         .unwrap();
         assert_eq!(r.outcome, Outcome::Injected);
@@ -772,7 +771,7 @@ mod tests {
 
     #[test]
     fn mutate_ignores_other_kinds_operations_and_subresources() {
-        let config = InjectConfig::default();
+        let config = Injector::default();
         let annotated = json!({"metadata": {"annotations": {"forcebacklog/value": "234"}},
                                "spec": {"containers": [{"name": "a"}]}});
         for (kind, op) in [
@@ -796,7 +795,7 @@ mod tests {
 
     #[test]
     fn objects_that_do_not_fit_the_pod_view_are_read_again() {
-        let config = InjectConfig::default();
+        let config = Injector::default();
         // Not a Pod, and not pod-shaped: allowed untouched, not an error.
         let body = review(
             json!({"group": "example.com", "version": "v1", "kind": "Widget"}),
@@ -822,7 +821,7 @@ mod tests {
 
     #[test]
     fn skipped_outcomes_carry_their_label() {
-        let config = InjectConfig::default();
+        let config = Injector::default();
         let cases = [
             (json!({"forcebacklog/value": "abc"}), json!({}), "invalid"),
             (
@@ -863,7 +862,7 @@ mod tests {
             backlog: 4096,
             implicit: false,
         };
-        let ops = patch::mutate(&view, defaults, &InjectConfig::default()).ops;
+        let ops = patch::mutate(&view, defaults, &Injector::default()).ops;
         assert!(ops.len() > 4, "{ops:?}");
         assert_eq!(patch_json(&ops).unwrap(), serde_json::to_vec(&ops).unwrap());
         assert_eq!(patch_json(&[]).unwrap(), b"[]");
@@ -871,7 +870,7 @@ mod tests {
 
     #[test]
     fn untargeted_pods_are_answered_from_their_annotations() {
-        let config = InjectConfig::default();
+        let config = Injector::default();
         // The spec of a pod that asks for nothing is not read.
         let body = review(
             pod_kind(),
@@ -899,7 +898,7 @@ mod tests {
 
     #[test]
     fn what_the_scanner_does_not_follow_is_answered_the_same() {
-        let config = InjectConfig::default();
+        let config = Injector::default();
         let pod = json!({"metadata": {"annotations": {"forcebacklog/value": "234"}},
                          "spec": {"containers": [{"name": "a"}]}});
         let plain = String::from_utf8(review(pod_kind(), "CREATE", pod)).unwrap();
@@ -931,7 +930,7 @@ mod tests {
 
     #[test]
     fn bad_envelopes_are_errors() {
-        let config = InjectConfig::default();
+        let config = Injector::default();
         let err = |body: &[u8]| handle(body, MUTATE, &config).unwrap_err().to_string();
         assert!(err(b"not json").starts_with("request body is not a valid AdmissionReview"));
         assert!(err(b"").contains("EOF"));
@@ -969,7 +968,7 @@ mod tests {
 
     #[test]
     fn validate_denies_invalid_workload_templates() {
-        let config = InjectConfig::default();
+        let config = Injector::default();
         let body = review(
             deployment_kind(),
             "CREATE",
@@ -1002,7 +1001,7 @@ mod tests {
 
     #[test]
     fn validate_allows_valid_owned_and_unrelated_objects() {
-        let config = InjectConfig::default();
+        let config = Injector::default();
         let ok = |body: Vec<u8>| {
             let r = handle(&body, Endpoint::Validate, &config).unwrap();
             assert_eq!(r.outcome, Outcome::Allowed);
@@ -1051,7 +1050,7 @@ mod tests {
 
     #[test]
     fn validate_bare_pods_and_cronjobs() {
-        let config = InjectConfig::default();
+        let config = Injector::default();
         let pod = json!({"metadata": {"annotations": {"forcebacklog/mode": "fast"}},
                          "spec": {"containers": [{"name": "a"}]}});
         let r = handle(
@@ -1086,7 +1085,7 @@ mod tests {
 
     #[test]
     fn validate_lets_updates_that_keep_an_old_invalid_value_through() {
-        let config = InjectConfig::default();
+        let config = Injector::default();
         let invalid = deployment(json!({"forcebacklog/value": "abc"}));
         let mut body: Value =
             serde_json::from_slice(&review(deployment_kind(), "UPDATE", invalid.clone())).unwrap();

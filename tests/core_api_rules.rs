@@ -5,6 +5,7 @@
 //! injected pod keeps the rule the API server or the kubelet enforces.
 
 use forcebacklog::config::InjectConfig;
+use forcebacklog::patch::Injector;
 use forcebacklog::review::Outcome;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -13,14 +14,14 @@ use support::Reviewed;
 #[path = "support/review.rs"]
 mod support;
 
-fn review_with(pod: &Value, config: &InjectConfig) -> Reviewed {
+fn review_with(pod: &Value, config: &Injector) -> Reviewed {
     let reviewed = support::review_with(pod, config);
     assert_unique_names(&reviewed.pod);
     reviewed
 }
 
 fn review(pod: &Value) -> Reviewed {
-    review_with(pod, &InjectConfig::default())
+    review_with(pod, &Injector::default())
 }
 
 /// The API server's rule: container names are unique across
@@ -348,10 +349,10 @@ fn the_init_container_keeps_the_pods_qos_class() {
 
 #[test]
 fn configured_image_pull_secrets_are_added_when_missing() {
-    let config = InjectConfig {
+    let config = Injector::new(InjectConfig {
         image_pull_secrets: vec!["regcred".into(), "mirror-cred".into()],
         ..InjectConfig::default()
-    };
+    });
     let web = json!({"name": "web", "image": "registry.example/web:1"});
     // No list: created with both.
     let r = review_with(&annotated(json!({"containers": [web]})), &config);
@@ -413,10 +414,10 @@ fn mesh_proxies_are_left_alone_unless_named() {
         .collect();
     assert_eq!(injected, [true, true, false]);
     // The list is configurable; empty, every app container is injected.
-    let config = InjectConfig {
+    let config = Injector::new(InjectConfig {
         exclude_containers: vec![],
         ..InjectConfig::default()
-    };
+    });
     let r = review_with(&annotated(spec.clone()), &config);
     assert!((0..3).all(|i| env_names(&r.pod["spec"]["containers"][i]).contains(&"LD_PRELOAD")));
     // A pod of proxies only: nothing to inject, skipped with the reason.

@@ -5,7 +5,7 @@
 //! than `env` and `volumeMounts` may change.
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
-use forcebacklog::config::InjectConfig;
+use forcebacklog::patch::Injector;
 use forcebacklog::review::{Endpoint, Outcome, handle};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
@@ -48,7 +48,7 @@ fn review(pod: &Value, namespace_opt_in: bool) -> Result {
     let reviewed = handle(
         &review_bytes(pod),
         Endpoint::Mutate { namespace_opt_in },
-        &InjectConfig::default(),
+        &Injector::default(),
     )
     .expect("answered");
     let wire: Value = serde_json::from_slice(&reviewed.body).expect("JSON");

@@ -5,7 +5,7 @@
 //! that also copies the binary, no `LD_PRELOAD`, the skip of a container
 //! without `command`, idempotence, and bad values refused by `/validate`.
 
-use forcebacklog::config::InjectConfig;
+use forcebacklog::patch::Injector;
 use forcebacklog::review::{Endpoint, Outcome, handle};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
@@ -15,7 +15,7 @@ use support::Reviewed;
 mod support;
 
 fn review(pod: &Value) -> Reviewed {
-    let reviewed = support::review_with(pod, &InjectConfig::default());
+    let reviewed = support::review_with(pod, &Injector::default());
     let _: Pod = serde_json::from_value(reviewed.pod.clone()).expect("the result is a Pod");
     reviewed
 }
@@ -259,12 +259,8 @@ fn validate(annotations: Value) -> (Outcome, Value) {
         }
     })
     .to_string();
-    let reviewed = handle(
-        body.as_bytes(),
-        Endpoint::Validate,
-        &InjectConfig::default(),
-    )
-    .expect("answered");
+    let reviewed =
+        handle(body.as_bytes(), Endpoint::Validate, &Injector::default()).expect("answered");
     let wire: Value = serde_json::from_slice(&reviewed.body).expect("JSON");
     (reviewed.outcome, wire["response"].clone())
 }

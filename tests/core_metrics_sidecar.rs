@@ -5,6 +5,7 @@
 //! "restricted", idempotence, and the cases where it is left out.
 
 use forcebacklog::config::InjectConfig;
+use forcebacklog::patch::Injector;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use support::Reviewed;
@@ -12,14 +13,14 @@ use support::Reviewed;
 #[path = "support/review.rs"]
 mod support;
 
-fn review_with(pod: &Value, config: &InjectConfig) -> Reviewed {
+fn review_with(pod: &Value, config: &Injector) -> Reviewed {
     let reviewed = support::review_with(pod, config);
     let _: Pod = serde_json::from_value(reviewed.pod.clone()).expect("the result is a Pod");
     reviewed
 }
 
 fn review(pod: &Value) -> Reviewed {
-    review_with(pod, &InjectConfig::default())
+    review_with(pod, &Injector::default())
 }
 
 fn pod(metrics: &str, spec: Value) -> Value {
@@ -151,10 +152,10 @@ fn an_invalid_port_skips_the_pod_and_names_the_key() {
 
 #[test]
 fn without_native_sidecars_the_shim_is_injected_with_a_warning() {
-    let config = InjectConfig {
+    let config = Injector::new(InjectConfig {
         native_sidecars: false,
         ..InjectConfig::default()
-    };
+    });
     let r = review_with(
         &pod(
             "9464",

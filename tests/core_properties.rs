@@ -12,7 +12,7 @@
 //! - a skipped pod only gets its status annotation.
 
 use forcebacklog::annotations::Defaults;
-use forcebacklog::config::InjectConfig;
+use forcebacklog::patch::Injector;
 use forcebacklog::patch::{self, mutate};
 use forcebacklog::plan::{PodView, Verdict};
 use k8s_openapi::api::core::v1::Pod;
@@ -203,12 +203,12 @@ fn pod() -> impl Strategy<Value = Value> {
 fn run(pod: &Value, defaults: Defaults) -> (Verdict, Vec<patch::Op>) {
     let text = pod.to_string();
     let view: PodView<'_> = serde_json::from_str(&text).expect("view from bytes");
-    let m = mutate(&view, defaults, &InjectConfig::default());
+    let m = mutate(&view, defaults, &Injector::default());
     // The same decision from a Value (the `inject` path).
     let from_value = mutate(
         &PodView::deserialize(pod).expect("view from Value"),
         defaults,
-        &InjectConfig::default(),
+        &Injector::default(),
     );
     assert_eq!(from_value.ops, m.ops);
     (m.verdict, m.ops)
@@ -364,13 +364,13 @@ proptest! {
     fn review_properties(pod in pod(), namespace_opt_in in any::<bool>()) {
         use base64::prelude::{BASE64_STANDARD, Engine as _};
         use forcebacklog::review::{Endpoint, handle};
-        let config = InjectConfig::default();
+        let config = Injector::default();
         let reviewed = handle(&review_of(&pod, "CREATE"), Endpoint::Mutate { namespace_opt_in }, &config)
             .expect("answered");
         let wire: Value = serde_json::from_slice(&reviewed.body).expect("JSON");
         prop_assert_eq!(&wire["response"]["uid"], "u-1");
         prop_assert_eq!(&wire["response"]["allowed"], true);
-        let defaults = Defaults { backlog: config.default_backlog, implicit: namespace_opt_in };
+        let defaults = Defaults { backlog: config.config().default_backlog, implicit: namespace_opt_in };
         let (_, ops) = run(&pod, defaults);
         match wire["response"]["patch"].as_str() {
             None => prop_assert!(ops.is_empty()),
@@ -391,7 +391,7 @@ proptest! {
     #[test]
     fn review_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512), pod in pod(), cut in 0usize..4096) {
         use forcebacklog::review::{Endpoint, handle};
-        let config = InjectConfig::default();
+        let config = Injector::default();
         for endpoint in [Endpoint::Mutate { namespace_opt_in: true }, Endpoint::Validate] {
             let _ = handle(&bytes, endpoint, &config);
             let body = review_of(&pod, "CREATE");

@@ -4,7 +4,7 @@
 //! own `AdmissionReview` type reads them back.
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
-use forcebacklog::config::InjectConfig;
+use forcebacklog::patch::Injector;
 use forcebacklog::review::{Endpoint, Outcome, handle};
 use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
@@ -95,7 +95,7 @@ const MUTATE: Endpoint = Endpoint::Mutate {
 fn kube_built_request_gets_a_base64_patch_that_yields_a_valid_pod() {
     let pod = kube_pod(&[("forcebacklog/value", "234")]);
     let body = kube_request(pod.clone(), Operation::Create);
-    let reviewed = handle(&body, MUTATE, &InjectConfig::default()).expect("answered");
+    let reviewed = handle(&body, MUTATE, &Injector::default()).expect("answered");
     assert_eq!(reviewed.outcome, Outcome::Injected);
 
     // The wire bytes: field order, types, base64 string.
@@ -149,7 +149,7 @@ fn kube_built_request_gets_a_base64_patch_that_yields_a_valid_pod() {
 
 #[test]
 fn kube_reads_responses_without_a_patch() {
-    let config = InjectConfig::default();
+    let config = Injector::default();
     // Untouched pod.
     let body = kube_request(kube_pod(&[]), Operation::Create);
     let reviewed = handle(&body, MUTATE, &config).expect("answered");
@@ -229,7 +229,7 @@ fn kube_request_update_is_untouched_by_mutate() {
         kube_pod(&[("forcebacklog/value", "234")]),
         Operation::Update,
     );
-    let reviewed = handle(&body, MUTATE, &InjectConfig::default()).expect("answered");
+    let reviewed = handle(&body, MUTATE, &Injector::default()).expect("answered");
     assert_eq!(reviewed.outcome, Outcome::Untouched);
 }
 
@@ -270,7 +270,7 @@ fn a_real_apiserver_request_with_escapes_and_managed_fields() {
       }
     });
     let bytes = body.to_string().into_bytes();
-    let reviewed = handle(&bytes, MUTATE, &InjectConfig::default()).expect("answered");
+    let reviewed = handle(&bytes, MUTATE, &Injector::default()).expect("answered");
     assert_eq!(reviewed.outcome, Outcome::Injected);
     let wire: Value = serde_json::from_slice(&reviewed.body).expect("JSON");
     let patch: json_patch::Patch = serde_json::from_slice(

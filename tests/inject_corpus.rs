@@ -8,8 +8,8 @@
 
 mod inject_support;
 
-use forcebacklog::config::InjectConfig;
 use forcebacklog::manifest::{Output, inject};
+use forcebacklog::patch::Injector;
 use inject_support::{lines_kept, read, strip_injection};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ fn check(file: &Path, totals: &mut Totals) {
         .to_string_lossy()
         .to_string();
     let input = std::fs::read_to_string(file).expect("read");
-    let config = InjectConfig::default();
+    let config = Injector::default();
     let start = Instant::now();
     let out =
         inject(&input, &name, Some(234), &config, Output::Splice).unwrap_or_else(|e| panic!("{e}"));

@@ -6,8 +6,8 @@
 
 mod inject_support;
 
-use forcebacklog::config::InjectConfig;
 use forcebacklog::manifest::{Output, inject, inject_str};
+use forcebacklog::patch::Injector;
 use inject_support::{lines_kept, strip_injection};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -20,14 +20,8 @@ fn parse(yaml: &str) -> Vec<Value> {
 fn round_trip(doc: &Value) {
     let input = serde_saphyr::to_string(doc).expect("YAML");
     for output in [Output::Splice, Output::Reformat] {
-        let out = inject(
-            &input,
-            "t.yaml",
-            Some(100),
-            &InjectConfig::default(),
-            output,
-        )
-        .expect("inject");
+        let out =
+            inject(&input, "t.yaml", Some(100), &Injector::default(), output).expect("inject");
         assert_eq!(
             parse(&out.yaml),
             vec![doc.clone()],
@@ -125,11 +119,11 @@ proptest! {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
                          "spec": {"containers": [{"name": "a", "image": image, "args": [arg]}]}});
         let input = serde_saphyr::to_string(&pod).expect("YAML");
-        let out = inject_str(&input, "t.yaml", Some(100), &InjectConfig::default()).expect("inject");
+        let out = inject_str(&input, "t.yaml", Some(100), &Injector::default()).expect("inject");
         let docs = parse(&out.yaml);
         prop_assert_eq!(&docs[0]["spec"]["containers"][0]["image"], &pod["spec"]["containers"][0]["image"]);
         prop_assert_eq!(&docs[0]["spec"]["containers"][0]["args"], &pod["spec"]["containers"][0]["args"]);
-        let again = inject_str(&out.yaml, "t.yaml", Some(100), &InjectConfig::default()).expect("inject");
+        let again = inject_str(&out.yaml, "t.yaml", Some(100), &Injector::default()).expect("inject");
         prop_assert_eq!(again.yaml, out.yaml);
     }
 }
@@ -302,7 +296,7 @@ proptest! {
     #[test]
     fn generated_yaml_keeps_every_value(s in stream()) {
         let (input, data, note, working_dir) = s.render();
-        let config = InjectConfig::default();
+        let config = Injector::default();
         let (pod, cm) = if s.pod_first { (0, 1) } else { (1, 0) };
         let read = parse(&input);
         prop_assert_eq!(&read[cm]["data"], &data, "the reader: {:?}", input);

@@ -20,8 +20,7 @@ pub mod splice;
 pub mod yaml;
 
 use crate::annotations::Defaults;
-use crate::config::InjectConfig;
-use crate::patch::{self, ApplyError, Op};
+use crate::patch::{self, ApplyError, Injector, Op};
 use crate::plan::{self, PodView};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -165,7 +164,7 @@ pub enum Output {
 pub fn inject_file(
     file: &Path,
     backlog: Option<u16>,
-    config: &InjectConfig,
+    injector: &Injector,
     output: Output,
 ) -> Result<(), ManifestError> {
     let name = file.display().to_string();
@@ -179,7 +178,7 @@ pub fn inject_file(
         file: name.clone(),
         source,
     })?;
-    let injected = inject(&input, &name, backlog, config, output)?;
+    let injected = inject(&input, &name, backlog, injector, output)?;
     for warning in &injected.warnings {
         eprintln!("forcebacklog: warning: {warning}");
     }
@@ -200,9 +199,9 @@ pub fn inject_str(
     input: &str,
     file: &str,
     backlog: Option<u16>,
-    config: &InjectConfig,
+    injector: &Injector,
 ) -> Result<Injected, ManifestError> {
-    inject(input, file, backlog, config, Output::Splice)
+    inject(input, file, backlog, injector, Output::Splice)
 }
 
 /// Reads a YAML stream as kubectl does: one JSON value per document
@@ -244,12 +243,12 @@ pub fn inject(
     input: &str,
     file: &str,
     backlog: Option<u16>,
-    config: &InjectConfig,
+    injector: &Injector,
     output: Output,
 ) -> Result<Injected, ManifestError> {
     let docs = parse(input, file)?;
     let defaults = Defaults {
-        backlog: backlog.unwrap_or(config.default_backlog),
+        backlog: backlog.unwrap_or(injector.config().default_backlog),
         implicit: backlog.is_some(),
     };
     let mut warnings = Vec::new();
@@ -265,7 +264,7 @@ pub fn inject(
             file,
             document: i + 1,
             defaults,
-            config,
+            injector,
             warnings: &mut warnings,
             root: doc.root.as_ref(),
             planned: Vec::new(),
@@ -514,7 +513,7 @@ struct Ctx<'a> {
     file: &'a str,
     document: usize,
     defaults: Defaults,
-    config: &'a InjectConfig,
+    injector: &'a Injector,
     warnings: &'a mut Vec<String>,
     root: Option<&'a Node>,
     planned: Vec<Planned>,
@@ -625,7 +624,7 @@ fn inject_object(
     let mutation = {
         let view: PodView<'_> = serde_path_to_error::deserialize(&*template)
             .map_err(|e| template_error(ctx, &object_name, &base, &e))?;
-        patch::mutate(&view, ctx.defaults, ctx.config)
+        patch::mutate(&view, ctx.defaults, ctx.injector)
     };
     patch::apply(template, &mutation.ops).map_err(|source| ManifestError::Apply {
         file: ctx.file.to_owned(),
@@ -721,7 +720,7 @@ mod tests {
     use super::*;
 
     fn inject(input: &str, backlog: Option<u16>) -> Injected {
-        inject_str(input, "test.yaml", backlog, &InjectConfig::default()).expect("injects")
+        inject_str(input, "test.yaml", backlog, &Injector::default()).expect("injects")
     }
 
     fn docs(yaml: &str) -> Vec<Value> {
@@ -877,7 +876,7 @@ spec:
     #[test]
     fn bad_yaml_names_document_line_and_column() {
         let input = "a: 1\n---\nkind: Pod\nmetadata: {name: x\n";
-        let err = inject_str(input, "in.yaml", None, &InjectConfig::default()).unwrap_err();
+        let err = inject_str(input, "in.yaml", None, &Injector::default()).unwrap_err();
         let ManifestError::Yaml { document, line, .. } = &err else {
             panic!("{err}")
         };
@@ -893,7 +892,7 @@ spec:
     #[test]
     fn bad_template_shape_names_the_object() {
         let input = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec:\n  template:\n    spec:\n      containers: nope\n";
-        let err = inject_str(input, "in.yaml", Some(5), &InjectConfig::default()).unwrap_err();
+        let err = inject_str(input, "in.yaml", Some(5), &Injector::default()).unwrap_err();
         let text = err.to_string();
         assert!(
             text.starts_with(
@@ -925,7 +924,7 @@ spec:
             "# only a comment\n---\n"
         );
         let reformat = |s| {
-            super::inject(s, "t", None, &InjectConfig::default(), Output::Reformat)
+            super::inject(s, "t", None, &Injector::default(), Output::Reformat)
                 .expect("injects")
                 .yaml
         };

@@ -43,6 +43,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::InjectConfig;
+use crate::patch::Injector;
 use metrics::Metrics;
 
 pub use logging::LoggingError;
@@ -173,8 +174,8 @@ pub enum ServeError {
 /// State shared by the routes, the admin port and the server loop.
 #[derive(Debug)]
 pub struct Shared {
-    /// The mutation core's configuration.
-    pub inject: InjectConfig,
+    /// The mutation core, prepared once from the configuration.
+    pub inject: Injector,
     /// Limits and timings.
     pub tuning: Tuning,
     /// This server's metrics.
@@ -281,7 +282,7 @@ where
     )?));
 
     let shared = Arc::new(Shared {
-        inject,
+        inject: Injector::new(inject),
         tuning: tuning.clone(),
         metrics: Arc::clone(&metrics),
         ready: AtomicBool::new(false),

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use base64::prelude::{BASE64_STANDARD, Engine as _};
-use forcebacklog::config::InjectConfig;
+use forcebacklog::patch::Injector;
 use forcebacklog::review::{Endpoint, Outcome, handle};
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ pub struct Reviewed {
 
 /// Reviews `pod` on `/mutate` (no namespace opt-in) with `config`; pods
 /// are never refused.
-pub fn review_with(pod: &Value, config: &InjectConfig) -> Reviewed {
+pub fn review_with(pod: &Value, config: &Injector) -> Reviewed {
     let body = json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {

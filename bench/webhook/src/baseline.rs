@@ -109,7 +109,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn review_router() -> Router {
-    let config = Arc::new(forcebacklog::config::InjectConfig::default());
+    let config = Arc::new(forcebacklog::patch::Injector::default());
     Router::new().route(
         "/mutate",
         post(move |request: Bytes| {

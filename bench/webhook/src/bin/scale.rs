@@ -16,7 +16,7 @@
 //! linear: the largest deviation from it is printed, and the line's
 //! prediction for 200 and 1,000 containers next to the measurement.
 
-use forcebacklog::config::InjectConfig;
+use forcebacklog::patch::Injector;
 use forcebacklog::review::{self, Endpoint, Outcome};
 use serde_json::Value;
 use std::hint::black_box;
@@ -45,7 +45,7 @@ fn review_with(fixture: &Value, n: usize) -> Result<Vec<u8>, String> {
 }
 
 /// Median time of one review over batches run for about `budget`.
-fn time_per_review(body: &[u8], config: &InjectConfig, budget: Duration) -> Duration {
+fn time_per_review(body: &[u8], config: &Injector, budget: Duration) -> Duration {
     let endpoint = Endpoint::Mutate {
         namespace_opt_in: false,
     };
@@ -108,7 +108,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = InjectConfig::default();
+    let config = Injector::default();
     let budget = Duration::from_secs_f64(seconds);
     println!("containers  review-bytes   us/review   ns/byte   us/container");
     let mut points = Vec::new();
