@@ -3,10 +3,13 @@
 //!
 //! An AdmissionReview is mostly what the webhook never looks at (the
 //! pod's spec, `managedFields`, `userInfo`). Reading it with serde_json
-//! costs a token-by-token walk of all of it; this scanner instead jumps
-//! from one string delimiter or bracket to the next, eight bytes at a
-//! time inside strings (to the next quote; backslashes are looked at only
-//! before a quote). What it reads (keys, the strings it returns) is
+//! costs a token-by-token walk of all of it; this scanner instead steps
+//! over an object or array 64 bytes at a time (its quotes, backslashes
+//! and brackets found as bit masks, see [`Scanner::container`]), and over
+//! a lone string eight bytes at a time (to the next quote; backslashes are
+//! looked at only before a quote). [`de`] makes it a serde `Deserializer`,
+//! so the views read themselves through it. What it reads (keys, the
+//! strings it returns) is
 //! exact JSON; what it steps over is only checked for its structure
 //! (strings end, brackets balance), not for its grammar: the API server
 //! sends what Go's `encoding/json` wrote. Any surprise (a non-string
