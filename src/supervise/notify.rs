@@ -207,7 +207,13 @@ fn serve(listener: &Listener, rule: Rule, debug: bool) {
             Err(err) if err.raw_os_error() == Some(nix::libc::ENOENT) => continue,
             Err(_) => return,
         };
-        if let Some(reply) = answer(listener, &notification, rule, debug) {
+        // A panic must not end this thread: the listener would close and
+        // every later listen() of the command would fail with ENOSYS.
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            answer(listener, &notification, rule, debug)
+        }))
+        .unwrap_or(Some(Reply::Continue));
+        if let Some(reply) = reply {
             // ENOENT: the caller died or was interrupted meanwhile.
             let _ = listener.respond(notification.id, reply);
         }
