@@ -2,7 +2,124 @@
 //!
 //! The command line checks every value with the parsers below when it
 //! starts, so a typo is one clear error instead of an init container that
-//! fails the API server's validation in every mutated pod.
+//! fails the API server's validation in every mutated pod. The checked
+//! values have types of their own ([`Image`], [`PullPolicy`],
+//! [`Quantity`]), so an [`InjectConfig`] holds only valid ones; the
+//! defaults are the `DEFAULT_*` constants here, which the command line
+//! uses too.
+
+/// The default backlog for pods opted in by their namespace label
+/// (`--default-backlog`).
+pub const DEFAULT_BACKLOG: u16 = 4096;
+
+/// The image this build injects when none is configured (`--image`).
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/forcebacklog/forcebacklog:",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// The init container's CPU request and limit (`--init-cpu`).
+pub const DEFAULT_INIT_CPU: &str = "10m";
+
+/// The init container's memory request and limit (`--init-memory`).
+pub const DEFAULT_INIT_MEMORY: &str = "16Mi";
+
+/// The `sizeLimit` of the emptyDir that holds the shim.
+pub const DEFAULT_VOLUME_SIZE_LIMIT: &str = "1Mi";
+
+/// Whether the cluster runs native sidecars (`--native-sidecars`).
+pub const DEFAULT_NATIVE_SIDECARS: bool = true;
+
+/// Containers left alone unless `forcebacklog/containers` names them: the
+/// Istio and Linkerd proxies (their listeners belong to the mesh).
+pub const DEFAULT_EXCLUDED_CONTAINERS: [&str; 2] = ["istio-proxy", "linkerd-proxy"];
+
+/// A container image reference: non-empty, without whitespace (the
+/// registry resolves the rest when the pod starts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image(String);
+
+impl Image {
+    /// The reference as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Image {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        parse_image(s)
+    }
+}
+
+impl std::fmt::Display for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The `imagePullPolicy` of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull the image every time a container starts.
+    Always,
+    /// Pull the image only when the node does not have it.
+    IfNotPresent,
+    /// Never pull: the image must be on the node.
+    Never,
+}
+
+impl PullPolicy {
+    /// Every policy, in the order Kubernetes documents them.
+    pub const ALL: [PullPolicy; 3] = [Self::Always, Self::IfNotPresent, Self::Never];
+
+    /// The name Kubernetes uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or(ConfigError::PullPolicy)
+    }
+}
+
+/// A non-negative Kubernetes resource quantity (`10m`, `16Mi`, `1e6`),
+/// kept as written. Made by [`parse_quantity`], or by [`parse_memory`]
+/// for a memory quantity (a whole number of bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quantity(String);
+
+impl Quantity {
+    /// A quantity this module knows to be valid (a default; the tests
+    /// check each with the parser).
+    fn known(s: &str) -> Self {
+        Quantity(s.to_owned())
+    }
+
+    /// The quantity as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Quantity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// The init container's resource requests and limits (quota-safe, tiny),
 /// given to it in every pod that sets any resources; a pod that sets none
@@ -11,34 +128,38 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitResources {
     /// `resources.requests.cpu` and `resources.limits.cpu`.
-    pub cpu: String,
-    /// `resources.requests.memory` and `resources.limits.memory`.
-    pub memory: String,
+    pub cpu: Quantity,
+    /// `resources.requests.memory` and `resources.limits.memory` (whole
+    /// bytes: made by [`parse_memory`]).
+    pub memory: Quantity,
 }
 
 impl Default for InitResources {
     fn default() -> Self {
         Self {
-            cpu: "10m".to_owned(),
-            memory: "16Mi".to_owned(),
+            cpu: Quantity::known(DEFAULT_INIT_CPU),
+            memory: Quantity::known(DEFAULT_INIT_MEMORY),
         }
     }
 }
 
-/// Everything the mutation core needs besides the pod itself.
+/// Everything the mutation core needs besides the pod itself. Each field
+/// is valid by its type (the image, the pull policy and the quantities are
+/// checked when they are parsed); the defaults are the constants above.
+/// [`crate::patch::Injector::new`] prepares it for use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InjectConfig {
     /// The backlog for pods opted in by their namespace label (and for
     /// `inject --backlog`).
     pub default_backlog: u16,
     /// The image of the `install-shim` init container (this binary's image).
-    pub image: String,
+    pub image: Image,
     /// `imagePullPolicy` of the init container, when set.
-    pub image_pull_policy: Option<String>,
+    pub image_pull_policy: Option<PullPolicy>,
     /// Requests and limits of the init container.
     pub init_resources: InitResources,
-    /// `sizeLimit` of the emptyDir that holds the shim.
-    pub volume_size_limit: String,
+    /// `sizeLimit` of the emptyDir that holds the shim (whole bytes).
+    pub volume_size_limit: Quantity,
     /// Secrets added to a mutated pod's `imagePullSecrets` when missing,
     /// so the init container's image can be pulled from a private registry.
     pub image_pull_secrets: Vec<String>,
@@ -51,33 +172,20 @@ pub struct InjectConfig {
     pub exclude_containers: Vec<String>,
 }
 
-/// Containers left alone unless `forcebacklog/containers` names them: the
-/// Istio and Linkerd proxies (their listeners belong to the mesh).
-pub const DEFAULT_EXCLUDED_CONTAINERS: [&str; 2] = ["istio-proxy", "linkerd-proxy"];
-
-/// The image this build injects when none is configured.
-pub const DEFAULT_IMAGE: &str = concat!(
-    "ghcr.io/forcebacklog/forcebacklog:",
-    env!("CARGO_PKG_VERSION")
-);
-
 impl Default for InjectConfig {
     fn default() -> Self {
         Self {
-            default_backlog: 4096,
-            image: DEFAULT_IMAGE.to_owned(),
+            default_backlog: DEFAULT_BACKLOG,
+            image: Image(DEFAULT_IMAGE.to_owned()),
             image_pull_policy: None,
             init_resources: InitResources::default(),
-            volume_size_limit: "1Mi".to_owned(),
+            volume_size_limit: Quantity::known(DEFAULT_VOLUME_SIZE_LIMIT),
             image_pull_secrets: Vec::new(),
-            native_sidecars: true,
+            native_sidecars: DEFAULT_NATIVE_SIDECARS,
             exclude_containers: DEFAULT_EXCLUDED_CONTAINERS.map(str::to_owned).to_vec(),
         }
     }
 }
-
-/// The `imagePullPolicy` values Kubernetes accepts.
-pub const PULL_POLICIES: [&str; 3] = ["Always", "IfNotPresent", "Never"];
 
 /// An injection setting the API server would refuse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +218,9 @@ pub enum ConfigError {
     /// An empty image reference, or one with whitespace.
     #[error("an image reference must be non-empty and without whitespace")]
     Image,
+    /// Not one of Kubernetes' image pull policies.
+    #[error("not an image pull policy: expected Always, IfNotPresent or Never")]
+    PullPolicy,
     /// Not a duration of the form `5s`, `500ms` or `1m`.
     #[error("not a duration: expected a whole number and a unit (ms, s or m), e.g. 5s, 500ms, 1m")]
     Duration,
@@ -121,7 +232,7 @@ pub enum ConfigError {
 /// `G`, `T`, `P`, `E` (decimal), `Ki` … `Ei` (binary) or an exponent
 /// `e`/`E` with an optional sign and digits (`1e3`, `5E-1`). Negative
 /// values are refused.
-pub fn parse_quantity(s: &str) -> Result<String, ConfigError> {
+pub fn parse_quantity(s: &str) -> Result<Quantity, ConfigError> {
     let (negative, unsigned) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
@@ -139,7 +250,7 @@ pub fn parse_quantity(s: &str) -> Result<String, ConfigError> {
     if negative {
         return Err(ConfigError::NegativeQuantity);
     }
-    Ok(s.to_owned())
+    Ok(Quantity(s.to_owned()))
 }
 
 fn is_quantity_suffix(suffix: &str) -> bool {
@@ -184,9 +295,9 @@ fn suffix_scale(suffix: &str) -> Option<(i64, u32)> {
 /// that is a whole number of bytes, as the API server expects of memory
 /// (it warns about `fractional byte value` otherwise). `10m` (0.01 bytes)
 /// and `0.5` are refused; `1.5Gi`, `1.5k`, `1e3` and `2000m` are whole.
-pub fn parse_memory(s: &str) -> Result<String, ConfigError> {
+pub fn parse_memory(s: &str) -> Result<Quantity, ConfigError> {
     let s = parse_quantity(s)?;
-    if !is_whole_bytes(&s) {
+    if !is_whole_bytes(s.as_str()) {
         return Err(ConfigError::FractionalBytes);
     }
     Ok(s)
@@ -264,11 +375,11 @@ fn is_dns_label(s: &str, max: usize) -> bool {
 
 /// Checks the init container's image reference: non-empty, no whitespace
 /// (the registry resolves the rest when the pod starts).
-pub fn parse_image(s: &str) -> Result<String, ConfigError> {
+pub fn parse_image(s: &str) -> Result<Image, ConfigError> {
     if s.is_empty() || s.contains(char::is_whitespace) {
         return Err(ConfigError::Image);
     }
-    Ok(s.to_owned())
+    Ok(Image(s.to_owned()))
 }
 
 /// Reads a `serve` duration flag: a whole number and a unit, `ms`, `s` or
@@ -299,7 +410,11 @@ mod tests {
             "1Ti", "1Pi", "1Ei", "1T", "1P", "1E", "1M", "1e3", "1E3", "5e-1", "2e+2", "0.25e1",
             "100n", "250u",
         ] {
-            assert_eq!(parse_quantity(q), Ok(q.to_owned()), "{q}");
+            assert_eq!(
+                parse_quantity(q).map(|q| q.to_string()),
+                Ok(q.to_owned()),
+                "{q}"
+            );
         }
     }
 
@@ -320,13 +435,23 @@ mod tests {
     #[test]
     fn defaults_pass_their_own_checks() {
         let config = InjectConfig::default();
-        assert!(parse_quantity(&config.init_resources.cpu).is_ok());
-        assert!(parse_memory(&config.init_resources.memory).is_ok());
-        assert!(parse_memory(&config.volume_size_limit).is_ok());
+        let resources = &config.init_resources;
+        assert_eq!(
+            parse_quantity(DEFAULT_INIT_CPU).as_ref(),
+            Ok(&resources.cpu)
+        );
+        assert_eq!(
+            parse_memory(DEFAULT_INIT_MEMORY).as_ref(),
+            Ok(&resources.memory)
+        );
+        assert_eq!(
+            parse_memory(DEFAULT_VOLUME_SIZE_LIMIT).as_ref(),
+            Ok(&config.volume_size_limit)
+        );
         for name in &config.exclude_containers {
             assert_eq!(parse_container_name(name).as_ref(), Ok(name));
         }
-        assert!(parse_image(&config.image).is_ok());
+        assert_eq!(parse_image(DEFAULT_IMAGE).as_ref(), Ok(&config.image));
     }
 
     #[test]
@@ -357,7 +482,11 @@ mod tests {
             "0.000000000000000001E",
             "+1Gi",
         ] {
-            assert_eq!(parse_memory(q), Ok(q.to_owned()), "{q}");
+            assert_eq!(
+                parse_memory(q).map(|q| q.to_string()),
+                Ok(q.to_owned()),
+                "{q}"
+            );
         }
         for q in [
             "10m",
@@ -380,7 +509,10 @@ mod tests {
         assert_eq!(parse_memory("16MB"), Err(ConfigError::Quantity));
         assert_eq!(parse_memory("-1Gi"), Err(ConfigError::NegativeQuantity));
         // CPU has no such rule: 10m is a hundredth of a core.
-        assert_eq!(parse_quantity("10m"), Ok("10m".to_owned()));
+        assert_eq!(
+            parse_quantity("10m").map(|q| q.to_string()),
+            Ok("10m".to_owned())
+        );
     }
 
     #[test]
@@ -444,10 +576,24 @@ mod tests {
     }
 
     #[test]
+    fn pull_policies_are_the_kubernetes_names() {
+        for policy in PullPolicy::ALL {
+            assert_eq!(policy.as_str().parse(), Ok(policy));
+        }
+        for bad in ["always", "", "IfNotPresent ", "Sometimes"] {
+            assert_eq!(
+                bad.parse::<PullPolicy>(),
+                Err(ConfigError::PullPolicy),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn images_must_be_non_empty_without_whitespace() {
         assert_eq!(
-            parse_image("registry.local/fb:1"),
-            Ok("registry.local/fb:1".into())
+            parse_image("registry.local/fb:1").map(|i| i.to_string()),
+            Ok("registry.local/fb:1".to_owned())
         );
         for bad in ["", " ", "fb :1", "fb:1\n"] {
             assert_eq!(parse_image(bad), Err(ConfigError::Image), "{bad:?}");

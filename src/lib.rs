@@ -27,6 +27,9 @@
 //!   `binary_to_install` (the init container's `--with-binary`),
 //!   `wrap_command` and `supervise_backlog_warning` (no env edits).
 //! - [`patch`]: a plan → RFC 6902 operations against the raw pod JSON.
+//!   [`patch::Injector`] is the core prepared once from a configuration
+//!   (its parts of every patch already rendered); the server and `inject`
+//!   hold one and pass it down.
 //! - [`review`]: AdmissionReview bytes in → AdmissionReview bytes out
 //!   (uid echoed, base64 patch, warnings), for `/mutate` and `/validate`.
 //! - [`manifest`]: YAML documents → pod templates, for `forcebacklog inject`;
@@ -43,7 +46,8 @@
 //!   which pods asked for the shim and were injected, skipped or missed,
 //!   grouped by owner with the command that fixes each.
 //! - [`config`]: what the operator configures for injection (image,
-//!   default backlog, init-container resources).
+//!   pull policy, default backlog, init-container resources), typed and
+//!   checked when parsed, with the defaults in one place.
 #![forbid(unsafe_code)]
 
 pub mod annotations;

@@ -2,6 +2,7 @@
 //! print an error once, exit non-zero. Nothing else lives here.
 #![forbid(unsafe_code)]
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
 use std::error::Error;
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use forcebacklog::config::InjectConfig;
+use forcebacklog::config::{self, InjectConfig};
 use forcebacklog::patch::Injector;
 
 // mimalloc instead of the libc allocator: a review allocates a lot of small
@@ -142,7 +143,7 @@ struct ServeArgs {
     /// On SIGTERM: report not ready at once, keep serving this long
     /// (e.g. 5s, 500ms), then drain in-flight requests and exit.
     #[arg(long, env = "FORCEBACKLOG_SHUTDOWN_DELAY", default_value = "0s",
-          value_parser = forcebacklog::config::parse_duration)]
+          value_parser = config::parse_duration)]
     shutdown_delay: std::time::Duration,
 }
 
@@ -152,42 +153,45 @@ enum LogFormat {
     Json,
 }
 
-/// Options shared by `serve` and `inject`: what gets injected.
+/// Options shared by `serve` and `inject`: what gets injected. The
+/// defaults are `forcebacklog::config`'s.
 #[derive(Debug, clap::Args)]
 struct InjectOptions {
     /// Image of the install-shim init container.
-    #[arg(long, env = "FORCEBACKLOG_IMAGE", default_value = forcebacklog::config::DEFAULT_IMAGE,
-          value_parser = forcebacklog::config::parse_image)]
-    image: String,
+    #[arg(long, env = "FORCEBACKLOG_IMAGE", default_value = config::DEFAULT_IMAGE,
+          value_parser = config::parse_image)]
+    image: config::Image,
     /// imagePullPolicy of the init container.
     #[arg(long, env = "FORCEBACKLOG_IMAGE_PULL_POLICY",
-          value_parser = forcebacklog::config::PULL_POLICIES)]
-    image_pull_policy: Option<String>,
+          value_parser = PossibleValuesParser::new(config::PullPolicy::ALL.map(config::PullPolicy::as_str))
+              .try_map(|s| s.parse::<config::PullPolicy>()))]
+    image_pull_policy: Option<config::PullPolicy>,
     /// Backlog for pods opted in by their namespace label.
-    #[arg(long, env = "FORCEBACKLOG_DEFAULT_BACKLOG", default_value_t = 4096,
+    #[arg(long, env = "FORCEBACKLOG_DEFAULT_BACKLOG", default_value_t = config::DEFAULT_BACKLOG,
           value_parser = clap::value_parser!(u16).range(1..))]
     default_backlog: u16,
     /// CPU request and limit of the init container (a Kubernetes quantity).
-    #[arg(long, env = "FORCEBACKLOG_INIT_CPU", default_value = "10m",
-          value_parser = forcebacklog::config::parse_quantity)]
-    init_cpu: String,
+    #[arg(long, env = "FORCEBACKLOG_INIT_CPU", default_value = config::DEFAULT_INIT_CPU,
+          value_parser = config::parse_quantity)]
+    init_cpu: config::Quantity,
     /// Memory request and limit of the init container (a Kubernetes quantity, whole bytes).
-    #[arg(long, env = "FORCEBACKLOG_INIT_MEMORY", default_value = "16Mi",
-          value_parser = forcebacklog::config::parse_memory)]
-    init_memory: String,
+    #[arg(long, env = "FORCEBACKLOG_INIT_MEMORY", default_value = config::DEFAULT_INIT_MEMORY,
+          value_parser = config::parse_memory)]
+    init_memory: config::Quantity,
     /// The cluster runs native sidecars (Kubernetes >= 1.29): `forcebacklog/metrics` adds one.
-    #[arg(long, env = "FORCEBACKLOG_NATIVE_SIDECARS", default_value_t = true,
+    #[arg(long, env = "FORCEBACKLOG_NATIVE_SIDECARS",
+          default_value_t = config::DEFAULT_NATIVE_SIDECARS,
           action = clap::ArgAction::Set, value_name = "BOOL")]
     native_sidecars: bool,
     /// Secret added to mutated pods' imagePullSecrets when missing (repeatable).
     #[arg(long = "image-pull-secret", value_name = "NAME", env = "FORCEBACKLOG_IMAGE_PULL_SECRETS",
-          value_delimiter = ',', value_parser = forcebacklog::config::parse_secret_name)]
+          value_delimiter = ',', value_parser = config::parse_secret_name)]
     image_pull_secrets: Vec<String>,
     /// Container left alone unless forcebacklog/containers names it (repeatable;
     /// `--exclude-container ''` excludes none).
     #[arg(long = "exclude-container", value_name = "NAME", env = "FORCEBACKLOG_EXCLUDE_CONTAINERS",
-          value_delimiter = ',', default_values = forcebacklog::config::DEFAULT_EXCLUDED_CONTAINERS,
-          value_parser = forcebacklog::config::parse_container_name)]
+          value_delimiter = ',', default_values = config::DEFAULT_EXCLUDED_CONTAINERS,
+          value_parser = config::parse_container_name)]
     exclude_containers: Vec<String>,
 }
 
@@ -197,7 +201,7 @@ impl InjectOptions {
             default_backlog: self.default_backlog,
             image: self.image,
             image_pull_policy: self.image_pull_policy,
-            init_resources: forcebacklog::config::InitResources {
+            init_resources: config::InitResources {
                 cpu: self.init_cpu,
                 memory: self.init_memory,
             },

@@ -13,7 +13,7 @@
 //! `forcebacklog inject`: annotations → plan → operations.
 
 use crate::annotations::{self, Defaults};
-use crate::config::InjectConfig;
+use crate::config::{InjectConfig, PullPolicy};
 use crate::plan::{
     self, Add, BINARY_VOLUME_SIZE_LIMIT, BinaryInstall, ContainerWork, EnvEdit,
     INIT_CONTAINER_NAME, INSTALL_BINARY_FLAG, INSTALL_COMMAND, InitResources, List,
@@ -324,8 +324,8 @@ fn metrics_container<'a>(
     let [program, sockets, serve] = METRICS_COMMAND;
     MetricsContainer {
         name: METRICS_CONTAINER_NAME,
-        image: &config.image,
-        image_pull_policy: config.image_pull_policy.as_deref(),
+        image: config.image.as_str(),
+        image_pull_policy: config.image_pull_policy.map(PullPolicy::as_str),
         command: [program, sockets, serve, address],
         restart_policy: "Always",
         ports: [ContainerPort {
@@ -342,8 +342,8 @@ fn metrics_container<'a>(
 /// Requests = limits from the configuration, or none for a BestEffort pod.
 fn resources(config: &InjectConfig, sizing: InitResources) -> Option<Resources<'_>> {
     let quantities = Quantities {
-        cpu: &config.init_resources.cpu,
-        memory: &config.init_resources.memory,
+        cpu: config.init_resources.cpu.as_str(),
+        memory: config.init_resources.memory.as_str(),
     };
     match sizing {
         InitResources::RequestsEqualLimits => Some(Resources {
@@ -429,7 +429,7 @@ impl Injector {
             Element::new(&init_container(&config, sizing, command))
         };
         Injector {
-            volume: Element::new(&volume(&config.volume_size_limit)),
+            volume: Element::new(&volume(config.volume_size_limit.as_str())),
             init_container: init(InitResources::RequestsEqualLimits, &INSTALL_COMMAND),
             init_container_without_resources: init(InitResources::Unset, &INSTALL_COMMAND),
             volume_with_binary: Element::new(&volume(BINARY_VOLUME_SIZE_LIMIT)),
@@ -536,8 +536,8 @@ fn init_container<'a>(
 ) -> InitContainer<'a> {
     InitContainer {
         name: INIT_CONTAINER_NAME,
-        image: &config.image,
-        image_pull_policy: config.image_pull_policy.as_deref(),
+        image: config.image.as_str(),
+        image_pull_policy: config.image_pull_policy.map(PullPolicy::as_str),
         command,
         resources: resources(config, sizing),
         security_context: restricted(),

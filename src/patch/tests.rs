@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::{parse_image, parse_memory, parse_quantity};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Deserialize;
 use serde_json::json;
@@ -347,13 +348,13 @@ fn unknown_fields_survive() {
 #[test]
 fn image_pull_policy_and_resources_come_from_config() {
     let config = InjectConfig {
-        image: "registry.local/fb:1".into(),
-        image_pull_policy: Some("IfNotPresent".into()),
+        image: parse_image("registry.local/fb:1").unwrap(),
+        image_pull_policy: Some(PullPolicy::IfNotPresent),
         init_resources: crate::config::InitResources {
-            cpu: "20m".into(),
-            memory: "32Mi".into(),
+            cpu: parse_quantity("20m").unwrap(),
+            memory: parse_memory("32Mi").unwrap(),
         },
-        volume_size_limit: "2Mi".into(),
+        volume_size_limit: parse_memory("2Mi").unwrap(),
         ..InjectConfig::default()
     };
     let init = serde_json::to_value(init_container(
@@ -369,7 +370,7 @@ fn image_pull_policy_and_resources_come_from_config() {
         json!({"cpu": "20m", "memory": "32Mi"})
     );
     assert_eq!(
-        serde_json::to_value(volume(&config.volume_size_limit)).unwrap()["emptyDir"]["sizeLimit"],
+        serde_json::to_value(volume(config.volume_size_limit.as_str())).unwrap()["emptyDir"]["sizeLimit"],
         "2Mi"
     );
     let _: k8s_openapi::api::core::v1::Container =
@@ -393,9 +394,9 @@ fn each_injector_renders_its_own_configuration() {
     };
     let default = Injector::default();
     let custom = Injector::new(InjectConfig {
-        image: "registry.local/fb:2".into(),
+        image: parse_image("registry.local/fb:2").unwrap(),
         init_resources: crate::config::InitResources {
-            memory: "8Mi".into(),
+            memory: parse_memory("8Mi").unwrap(),
             ..crate::config::InitResources::default()
         },
         ..InjectConfig::default()
@@ -405,7 +406,7 @@ fn each_injector_renders_its_own_configuration() {
     assert_eq!(init(&custom), (json!("registry.local/fb:2"), json!("8Mi")));
     // Interleaved on one thread: nothing carries over between them.
     assert_eq!(init(&default), expected_default);
-    assert_eq!(custom.config().image, "registry.local/fb:2");
+    assert_eq!(custom.config().image.as_str(), "registry.local/fb:2");
 }
 
 #[test]
