@@ -9,7 +9,7 @@
 //! `unannotated` removes the pod's `forcebacklog/value` annotation first
 //! (the pod then passes untouched). mimalloc, as in the server.
 
-use forcebacklog::config::InjectConfig;
+use forcebacklog::patch::Injector;
 use forcebacklog::review::{self, Endpoint};
 use serde_json::Value;
 use std::hint::black_box;
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         }
         body = serde_json::to_vec(&review).unwrap_or_default();
     }
-    let config = InjectConfig::default();
+    let config = Injector::default();
     let endpoint = Endpoint::Mutate {
         namespace_opt_in: false,
     };
