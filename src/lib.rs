@@ -62,3 +62,19 @@ pub mod server;
 pub mod shim;
 pub mod sockets;
 pub mod supervise;
+
+/// An error and its causes on one line: `outer: inner: innermost`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Some errors repeat their cause in their own message.
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}

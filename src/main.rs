@@ -323,14 +323,8 @@ fn main() -> ExitCode {
 }
 
 /// An error and its causes as one line.
-fn error_line(err: &dyn Error) -> String {
-    let mut line = format!("forcebacklog: {err}");
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    line
+fn error_line(err: &(dyn Error + 'static)) -> String {
+    format!("forcebacklog: {}", forcebacklog::error_chain(err))
 }
 
 /// Exit 0 when nothing was missed, 1 when a pod was, 2 when the audit failed.

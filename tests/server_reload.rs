@@ -215,7 +215,7 @@ async fn start_up_with_an_unusable_pair_is_an_error_naming_the_file() {
         )
         .await;
         let err = result.expect_err("an unusable pair must not serve");
-        let text = forcebacklog::server::error_chain(&err);
+        let text = forcebacklog::error_chain(&err);
         assert!(text.contains(expect), "{expect}: {text}");
     }
 }
@@ -242,7 +242,7 @@ async fn run_with(cert: std::path::PathBuf, key: std::path::PathBuf) -> String {
     )
     .await;
     let err = result.expect_err("the pair must not be served");
-    forcebacklog::server::error_chain(&err)
+    forcebacklog::error_chain(&err)
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::Shared;
 
@@ -42,7 +41,7 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.ready.load(Ordering::Acquire) {
+    if shared.ready.is_ready() {
         text(StatusCode::OK, "ready\n")
     } else {
         text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")

@@ -131,7 +131,7 @@ pub async fn serve(
                 return fail(ConnFailure::TlsClosed);
             }
             Ok(Err(err)) => {
-                tracing::debug!(%peer, error = %super::error_chain(&err), "TLS handshake failed");
+                tracing::debug!(%peer, error = %crate::error_chain(&err), "TLS handshake failed");
                 return fail(ConnFailure::TlsError);
             }
             Err(_) => {

@@ -19,16 +19,16 @@
 //! future resolves, which is how the tests drive it on `127.0.0.1:0`;
 //! [`serve`] binds the configured addresses and stops on a signal.
 
-pub mod admin;
-pub mod conn;
-pub mod fds;
-pub mod logging;
-pub mod metrics;
-pub mod routes;
-pub mod shutdown;
-pub mod summary;
-pub mod tls;
-pub mod x509;
+mod admin;
+mod conn;
+mod fds;
+mod logging;
+mod metrics;
+mod routes;
+mod shutdown;
+mod summary;
+mod tls;
+mod x509;
 
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
@@ -173,15 +173,38 @@ pub enum ServeError {
 
 /// State shared by the routes, the admin port and the server loop.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     /// The mutation core, prepared once from the configuration.
-    pub inject: Injector,
+    pub(crate) inject: Injector,
     /// Limits and timings.
-    pub tuning: Tuning,
+    pub(crate) tuning: Tuning,
     /// This server's metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// True between "certificate loaded, accepting" and "shutting down".
-    pub ready: AtomicBool,
+    pub(crate) ready: Readiness,
+}
+
+/// Whether the webhook should get traffic (`/readyz`): not ready until
+/// the certificate is loaded and the listener accepts, and again not
+/// ready from the shutdown signal on.
+#[derive(Debug, Default)]
+pub(crate) struct Readiness(AtomicBool);
+
+impl Readiness {
+    /// Reports ready.
+    pub(crate) fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Reports not ready (shutting down).
+    pub(crate) fn set_not_ready(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+
+    /// True between [`Readiness::set_ready`] and [`Readiness::set_not_ready`].
+    pub(crate) fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// Installs the global tracing subscriber (`filter` in EnvFilter syntax).
@@ -285,7 +308,7 @@ where
         inject: Injector::new(inject),
         tuning: tuning.clone(),
         metrics: Arc::clone(&metrics),
-        ready: AtomicBool::new(false),
+        ready: Readiness::default(),
     });
 
     let reload = tokio::spawn(tls::watch(
@@ -334,7 +357,7 @@ where
         max_connections: tuning.max_connections,
     };
 
-    shared.ready.store(true, Ordering::Release);
+    shared.ready.set_ready();
     tracing::info!(
         https = %display_addr(accepting.listener.local_addr().ok()),
         admin = %display_addr(admin_addr),
@@ -345,7 +368,7 @@ where
     );
 
     accepting.until(shutdown).await;
-    shared.ready.store(false, Ordering::Release);
+    shared.ready.set_not_ready();
     if !tuning.shutdown_delay.is_zero() {
         tracing::info!(
             "not ready; serving for the shutdown delay of {} ms",
@@ -462,22 +485,6 @@ fn display_addr(addr: Option<SocketAddr>) -> String {
     addr.map_or_else(|| "?".to_owned(), |a| a.to_string())
 }
 
-/// An error and its causes on one line: `outer: inner: innermost`.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Some errors repeat their cause in their own message.
-        if !line.ends_with(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = cause.source();
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,7 +496,7 @@ mod tests {
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         };
         assert_eq!(
-            error_chain(&err),
+            crate::error_chain(&err),
             "cannot read /certs/tls.crt: entity not found"
         );
     }

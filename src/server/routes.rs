@@ -113,7 +113,7 @@ async fn answer(shared: &Shared, endpoint: Endpoint, request: Request) -> (Statu
         Err(err) => {
             let message = format!(
                 "cannot read the request body: {}",
-                super::error_chain(err.as_ref())
+                crate::error_chain(err.as_ref())
             );
             tracing::warn!(endpoint = endpoint.label(), "{message}");
             return (Status::ReadFailed, error(StatusCode::BAD_REQUEST, &message));
@@ -134,7 +134,7 @@ async fn answer(shared: &Shared, endpoint: Endpoint, request: Request) -> (Statu
             (Status::of(&reviewed.outcome), response)
         }
         Err(err) => {
-            let message = super::error_chain(&err);
+            let message = crate::error_chain(&err);
             tracing::warn!(endpoint = endpoint.label(), error = %message, "bad admission request");
             let code = if err.is_internal() {
                 StatusCode::INTERNAL_SERVER_ERROR

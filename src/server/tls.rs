@@ -319,7 +319,7 @@ pub async fn watch(
             Settled::Unreadable(err) => {
                 // Say so once, not every tick, and keep serving the old pair.
                 if !read_failed {
-                    tracing::warn!(error = %super::error_chain(&err), "certificate reload: keeping the current certificate");
+                    tracing::warn!(error = %crate::error_chain(&err), "certificate reload: keeping the current certificate");
                     metrics.tls_reload(false);
                 }
                 read_failed = true;
@@ -348,13 +348,13 @@ pub async fn watch(
             Err(err @ TlsError::NotYetValid { .. }) => {
                 if waiting.as_ref() != Some(&bytes) {
                     metrics.tls_reload(false);
-                    tracing::warn!(error = %super::error_chain(&err), "certificate reload: new pair not valid yet, keeping the current certificate until it is");
+                    tracing::warn!(error = %crate::error_chain(&err), "certificate reload: new pair not valid yet, keeping the current certificate until it is");
                     waiting = Some(bytes);
                 }
             }
             Err(err) => {
                 metrics.tls_reload(false);
-                tracing::warn!(error = %super::error_chain(&err), "certificate reload: new pair rejected, keeping the current certificate");
+                tracing::warn!(error = %crate::error_chain(&err), "certificate reload: new pair rejected, keeping the current certificate");
                 seen = bytes;
                 waiting = None;
             }
