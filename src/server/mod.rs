@@ -38,8 +38,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::InjectConfig;
@@ -276,6 +276,11 @@ fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError>
 /// closes the webhook listener (new connections are refused) and the
 /// connections that have not sent a request, lets in-flight requests finish
 /// within [`Tuning::shutdown_grace`], and returns.
+///
+/// The steps, each a function below: [`Tls::load`] (bind the certificate),
+/// [`Background::spawn`] (reload, summary and admin tasks),
+/// [`Accepting::until`] (the accept loop), [`Accepting::start`] (serve one
+/// connection), [`Accepting::drain`] and [`Background::stop`].
 pub async fn run<F>(
     listener: TcpListener,
     admin: TcpListener,
@@ -292,77 +297,27 @@ where
         tuning,
         ..
     } = config;
-
-    let provider = tls::provider();
-    let (pair, loaded) = tls::load(&tls_cert, &tls_key, &provider).await?;
-    let metrics = Arc::new(Metrics::new());
-    metrics.tls_not_after(loaded.validity.not_after);
-    metrics.connection_limit(tuning.max_connections);
-    let resolver = Arc::new(tls::ReloadingResolver::new(loaded.key));
-    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(
-        Arc::clone(&resolver),
-        Arc::clone(&provider),
-    )?));
-
+    let tls = Tls::load(tls_cert, tls_key).await?;
     let shared = Arc::new(Shared {
         inject: Injector::new(inject),
-        tuning: tuning.clone(),
-        metrics: Arc::clone(&metrics),
+        tuning,
+        metrics: Arc::new(Metrics::new()),
         ready: Readiness::default(),
     });
-
-    let reload = tokio::spawn(tls::watch(
-        tls::Watch {
-            cert: tls_cert.clone(),
-            key: tls_key.clone(),
-            interval: tuning.reload_interval,
-            debounce: tuning.reload_debounce,
-        },
-        pair,
-        resolver,
-        provider,
-        Arc::clone(&metrics),
-    ));
-    let summary = tokio::spawn(summary::run(
-        Arc::clone(&metrics),
-        tuning.max_connections,
-        tuning.refusal_log_interval,
-        tuning.failure_log_interval,
-    ));
-
-    let admin_addr = admin.local_addr().ok();
-    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-    let admin_router = admin::router(Arc::clone(&shared));
-    let admin_task = tokio::spawn(async move {
-        axum::serve(admin, admin_router)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stopped.await;
-            })
-            .await
-    });
-
-    let (draining, draining_rx) = watch::channel(false);
-    let mut accepting = Accepting {
-        listener,
-        cx: Arc::new(conn::Context {
-            acceptor,
-            http: conn::Http::new(&tuning),
-            router: routes::router(Arc::clone(&shared)),
-            metrics: Arc::clone(&metrics),
-            setup_timeout: tuning.setup_timeout,
-        }),
-        graceful: GracefulShutdown::new(),
-        draining: draining_rx,
-        connections: JoinSet::new(),
-        max_connections: tuning.max_connections,
-    };
+    let tuning = &shared.tuning;
+    shared.metrics.tls_not_after(tls.not_after);
+    shared.metrics.connection_limit(tuning.max_connections);
+    let mut accepting = Accepting::new(listener, tls.acceptor()?, &shared);
+    let not_after = tls.not_after;
+    let cert = tls.cert.clone();
+    let background = Background::spawn(admin, tls, &shared);
 
     shared.ready.set_ready();
     tracing::info!(
         https = %display_addr(accepting.listener.local_addr().ok()),
-        admin = %display_addr(admin_addr),
-        cert = %tls_cert.display(),
-        not_after = %x509::rfc3339(loaded.validity.not_after),
+        admin = %display_addr(background.admin_addr),
+        cert = %cert.display(),
+        not_after = %x509::rfc3339(not_after),
         max_connections = tuning.max_connections,
         "ready"
     );
@@ -378,49 +333,112 @@ where
             .until(tokio::time::sleep(tuning.shutdown_delay))
             .await;
     }
-
-    let Accepting {
-        listener,
-        graceful,
-        mut connections,
-        ..
-    } = accepting;
-    drop(listener);
-    // Connections in their TLS handshake close now; the graceful shutdown
-    // closes those that have not sent a request and idle ones, and lets
-    // requests in flight finish.
-    let _ = draining.send(true);
-    tracing::info!(
-        connections = metrics.connections_open(),
-        "stopped accepting; draining in-flight requests"
-    );
-    let drain = async {
-        graceful.shutdown().await;
-        while connections.join_next().await.is_some() {}
-    };
-    if tokio::time::timeout(tuning.shutdown_grace, drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            connections = metrics.connections_open(),
-            "grace period of {} ms over; closing the remaining connections",
-            tuning.shutdown_grace.as_millis()
-        );
-        connections.abort_all();
-        while connections.join_next().await.is_some() {}
-    }
-    reload.abort();
-    summary.abort();
-    let _ = admin_stop.send(());
-    match tokio::time::timeout(Duration::from_secs(1), admin_task).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => tracing::warn!(error = %err, "admin port failed"),
-        Ok(Err(err)) => tracing::warn!(error = %err, "admin port task failed"),
-        Err(_) => tracing::debug!("admin port did not close within 1 s"),
-    }
+    accepting.drain(tuning.shutdown_grace).await;
+    background.stop().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The certificate as loaded at start-up, and what reloading it needs.
+struct Tls {
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    /// The file contents loaded, compared by the reload task.
+    pair: tls::PairBytes,
+    resolver: Arc<tls::ReloadingResolver>,
+    /// `notAfter` of the leaf, Unix seconds.
+    not_after: i64,
+}
+
+impl Tls {
+    /// Loads and checks the certificate/key pair.
+    async fn load(cert: PathBuf, key: PathBuf) -> Result<Self, ServeError> {
+        let provider = tls::provider();
+        let (pair, loaded) = tls::load(&cert, &key, &provider).await?;
+        Ok(Self {
+            cert,
+            key,
+            provider,
+            pair,
+            resolver: Arc::new(tls::ReloadingResolver::new(loaded.key)),
+            not_after: loaded.validity.not_after,
+        })
+    }
+
+    /// The TLS acceptor, serving whatever the resolver holds.
+    fn acceptor(&self) -> Result<TlsAcceptor, ServeError> {
+        let config = tls::server_config(Arc::clone(&self.resolver), Arc::clone(&self.provider))?;
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// The tasks beside the accept loop: certificate reload, the warning
+/// summary, and the admin port.
+struct Background {
+    reload: JoinHandle<()>,
+    summary: JoinHandle<()>,
+    admin: JoinHandle<std::io::Result<()>>,
+    admin_addr: Option<SocketAddr>,
+    admin_stop: oneshot::Sender<()>,
+}
+
+impl Background {
+    /// Starts the reload task, the summary task and the admin server.
+    fn spawn(admin: TcpListener, tls: Tls, shared: &Arc<Shared>) -> Self {
+        let tuning = &shared.tuning;
+        let metrics = &shared.metrics;
+        let watch = tls::Watch {
+            cert: tls.cert,
+            key: tls.key,
+            interval: tuning.reload_interval,
+            debounce: tuning.reload_debounce,
+        };
+        let reload = tokio::spawn(tls::watch(
+            watch,
+            tls.pair,
+            tls.resolver,
+            tls.provider,
+            Arc::clone(metrics),
+        ));
+        let summary = tokio::spawn(summary::run(
+            Arc::clone(metrics),
+            tuning.max_connections,
+            tuning.refusal_log_interval,
+            tuning.failure_log_interval,
+        ));
+        let admin_addr = admin.local_addr().ok();
+        let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+        let router = admin::router(Arc::clone(shared));
+        let admin = tokio::spawn(async move {
+            axum::serve(admin, router)
+                .with_graceful_shutdown(async move {
+                    let _ = admin_stopped.await;
+                })
+                .await
+        });
+        Self {
+            reload,
+            summary,
+            admin,
+            admin_addr,
+            admin_stop,
+        }
+    }
+
+    /// Stops the reload and summary tasks, and closes the admin port
+    /// (waiting at most a second for it).
+    async fn stop(self) {
+        self.reload.abort();
+        self.summary.abort();
+        let _ = self.admin_stop.send(());
+        match tokio::time::timeout(Duration::from_secs(1), self.admin).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(err))) => tracing::warn!(error = %err, "admin port failed"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "admin port task failed"),
+            Err(_) => tracing::debug!("admin port did not close within 1 s"),
+        }
+    }
 }
 
 /// The webhook's accept loop and the connections it started.
@@ -428,12 +446,32 @@ struct Accepting {
     listener: TcpListener,
     cx: Arc<conn::Context>,
     graceful: GracefulShutdown,
-    draining: watch::Receiver<bool>,
+    /// Turns true when the listener closes (see [`conn::serve`]).
+    draining: watch::Sender<bool>,
     connections: JoinSet<()>,
     max_connections: usize,
 }
 
 impl Accepting {
+    /// The accept loop's state for `listener`, no connection yet.
+    fn new(listener: TcpListener, acceptor: TlsAcceptor, shared: &Arc<Shared>) -> Self {
+        let tuning = &shared.tuning;
+        Self {
+            listener,
+            cx: Arc::new(conn::Context {
+                acceptor,
+                http: conn::Http::new(tuning),
+                router: routes::router(Arc::clone(shared)),
+                metrics: Arc::clone(&shared.metrics),
+                setup_timeout: tuning.setup_timeout,
+            }),
+            graceful: GracefulShutdown::new(),
+            draining: watch::Sender::new(false),
+            connections: JoinSet::new(),
+            max_connections: tuning.max_connections,
+        }
+    }
+
     /// Accepts and serves connections until `stop` resolves. Past
     /// `max_connections` open ones, a new connection is closed at once
     /// (counted, and summarised by [`summary`]).
@@ -458,6 +496,8 @@ impl Accepting {
         }
     }
 
+    /// Serves one accepted connection on its own task, or closes it when
+    /// `max_connections` are already open.
     fn start(&mut self, stream: tokio::net::TcpStream, peer: SocketAddr) {
         let metrics = &self.cx.metrics;
         if metrics.connections_open() >= self.max_connections {
@@ -472,12 +512,49 @@ impl Accepting {
             peer,
             Arc::clone(&self.cx),
             self.graceful.watcher(),
-            self.draining.clone(),
+            self.draining.subscribe(),
         );
         self.connections.spawn(async move {
             let _slot = slot;
             serve.await;
         });
+    }
+
+    /// Closes the listener (new connections are refused), closes the
+    /// connections still in their TLS handshake, and lets requests in
+    /// flight finish within `grace`; after it the rest are dropped.
+    async fn drain(self, grace: Duration) {
+        let Self {
+            listener,
+            cx,
+            graceful,
+            draining,
+            mut connections,
+            ..
+        } = self;
+        drop(listener);
+        // Connections in their TLS handshake close now; the graceful shutdown
+        // closes those that have not sent a request and idle ones, and lets
+        // requests in flight finish.
+        let _ = draining.send(true);
+        let metrics = &cx.metrics;
+        tracing::info!(
+            connections = metrics.connections_open(),
+            "stopped accepting; draining in-flight requests"
+        );
+        let drain = async {
+            graceful.shutdown().await;
+            while connections.join_next().await.is_some() {}
+        };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!(
+                connections = metrics.connections_open(),
+                "grace period of {} ms over; closing the remaining connections",
+                grace.as_millis()
+            );
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
+        }
     }
 }
 
