@@ -20,7 +20,7 @@ use crate::annotations::{
 };
 use crate::config::InjectConfig;
 use serde::de::value::MapAccessDeserializer;
-use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -92,9 +92,57 @@ pub struct MetaView<'a> {
     /// `metadata.annotations`, only the `forcebacklog/*` keys.
     #[serde(borrow, default)]
     pub annotations: Option<Annotations<'a>>,
-    /// `metadata.ownerReferences` (entries not inspected).
+    /// `metadata.ownerReferences`: whether it names an owner.
     #[serde(default, rename = "ownerReferences")]
-    pub owner_references: Option<Vec<IgnoredAny>>,
+    pub owner_references: Owners,
+}
+
+/// `metadata.ownerReferences` read for the one thing asked of it: true
+/// when it is a list with at least one entry (entries not inspected),
+/// false for anything else (absent, `null`, `[]`, not a list). An object
+/// with an owner was made by a controller from a template that was judged
+/// already. The one ownerReferences check, for Pods and workloads alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owners(pub bool);
+
+impl<'de> Deserialize<'de> for Owners {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct NonEmptyList;
+        impl<'de> Visitor<'de> for NonEmptyList {
+            type Value = Owners;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Owners, A::Error> {
+                let any = seq.next_element::<IgnoredAny>()?.is_some();
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Owners(any))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Owners, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Owners(false))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Owners, E> {
+                Ok(Owners(false))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Owners, E> {
+                Ok(Owners(false))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Owners, E> {
+                Ok(Owners(false))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Owners, E> {
+                Ok(Owners(false))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Owners, E> {
+                Ok(Owners(false))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Owners, E> {
+                Ok(Owners(false))
+            }
+        }
+        d.deserialize_any(NonEmptyList)
+    }
 }
 
 /// `spec`.
@@ -468,12 +516,10 @@ impl<'a> PodView<'a> {
         self.metadata.as_ref()?.annotations.as_ref()
     }
 
-    /// True when `metadata.ownerReferences` has at least one entry.
+    /// True when `metadata.ownerReferences` has at least one entry
+    /// ([`Owners`]).
     pub fn has_owner(&self) -> bool {
-        self.metadata
-            .as_ref()
-            .and_then(|m| m.owner_references.as_ref())
-            .is_some_and(|refs| !refs.is_empty())
+        self.metadata.as_ref().is_some_and(|m| m.owner_references.0)
     }
 
     fn containers(&self) -> &[ContainerView<'a>] {
@@ -617,7 +663,8 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    /// The bounded reason class (a metric label).
+    /// The bounded reason class (a metric label); with `opted_out`, the
+    /// labels of [`Verdict::skip_label`].
     pub fn label(&self) -> &'static str {
         match self {
             SkipReason::Invalid(_) => "invalid",
@@ -666,6 +713,19 @@ pub enum Verdict {
     Inject,
     /// Targeted but skipped.
     Skip(SkipReason),
+}
+
+impl Verdict {
+    /// The label of a skipped pod (the `reason` of
+    /// `forcebacklog_skips_total`): `opted_out`, or [`SkipReason::label`];
+    /// `None` when the pod was not skipped. The one list of skip labels.
+    pub fn skip_label(&self) -> Option<&'static str> {
+        match self {
+            Verdict::OptedOut => Some("opted_out"),
+            Verdict::Skip(reason) => Some(reason.label()),
+            Verdict::NotTargeted | Verdict::AlreadyInjected | Verdict::Inject => None,
+        }
+    }
 }
 
 /// How to add an element to an array that may be missing (absent or null).

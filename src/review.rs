@@ -101,8 +101,8 @@ pub enum Outcome {
     /// The pod gets the shim.
     Injected,
     /// The pod was targeted but skipped; the label is a short, bounded
-    /// reason class suitable as a metric label: `invalid`, `opted_out`,
-    /// `windows`, `ld_preload_value_from`, `collision`, `no_containers`.
+    /// reason class suitable as a metric label, from
+    /// [`Verdict::skip_label`].
     Skipped(&'static str),
     /// Not targeted (no annotation, no namespace opt-in, or already injected).
     Untouched,
@@ -557,11 +557,10 @@ fn mutate_pod(
 }
 
 fn mutation_answer(mutation: patch::Mutation) -> Result<Answer, ReviewError> {
-    let outcome = match &mutation.verdict {
-        Verdict::Inject => Outcome::Injected,
-        Verdict::NotTargeted | Verdict::AlreadyInjected => Outcome::Untouched,
-        Verdict::OptedOut => Outcome::Skipped("opted_out"),
-        Verdict::Skip(reason) => Outcome::Skipped(reason.label()),
+    let outcome = match (&mutation.verdict, mutation.verdict.skip_label()) {
+        (Verdict::Inject, _) => Outcome::Injected,
+        (_, Some(label)) => Outcome::Skipped(label),
+        (_, None) => Outcome::Untouched,
     };
     let patch = if mutation.ops.is_empty() {
         None

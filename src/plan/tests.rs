@@ -701,4 +701,25 @@ fn owner_references() {
     let v: PodView<'_> = serde_json::from_str(r#"{"metadata":{"ownerReferences":[]}}"#).unwrap();
     assert!(!v.has_owner());
     assert!(!PodView::default().has_owner());
+    for not_a_list in ["null", "\"x\"", "{\"kind\":\"ReplicaSet\"}", "5", "true"] {
+        let text = format!(r#"{{"metadata":{{"ownerReferences":{not_a_list}}}}}"#);
+        let v: PodView<'_> = serde_json::from_str(&text).expect(&text);
+        assert!(!v.has_owner(), "{text}");
+    }
+}
+
+#[test]
+fn skip_labels_come_from_the_verdict() {
+    assert_eq!(Verdict::OptedOut.skip_label(), Some("opted_out"));
+    assert_eq!(
+        Verdict::Skip(SkipReason::Windows).skip_label(),
+        Some(SkipReason::Windows.label())
+    );
+    for not_skipped in [
+        Verdict::NotTargeted,
+        Verdict::AlreadyInjected,
+        Verdict::Inject,
+    ] {
+        assert_eq!(not_skipped.skip_label(), None);
+    }
 }

@@ -11,7 +11,7 @@
 use super::{Answer, GroupKind, Outcome, Request, ReviewError, bad_object, has_sub_resource};
 use crate::annotations::{self, Annotations, Defaults};
 use crate::config::InjectConfig;
-use crate::plan::{self, PodView, SkipReason, Verdict};
+use crate::plan::{self, Owners, PodView, SkipReason, Verdict};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -239,7 +239,7 @@ impl<'de> Visitor<'de> for TemplateAt<'_> {
                 };
                 found = map.next_value_seed(inner)?;
             } else if self.top && key == "metadata" {
-                owned = map.next_value::<Owners>()?.0;
+                owned = map.next_value::<Owned>()?.0;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -253,88 +253,38 @@ impl<'de> Visitor<'de> for TemplateAt<'_> {
     nothing_but_maps!();
 }
 
-/// `metadata` read for its `ownerReferences` only: true when that is a
-/// non-empty list.
+/// `metadata` read for its `ownerReferences` only ([`Owners`]).
 #[derive(Default)]
-struct Owners(bool);
+struct Owned(bool);
 
-impl<'de> Deserialize<'de> for Owners {
+impl<'de> Deserialize<'de> for Owned {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(OwnersVisitor)
+        d.deserialize_any(OwnedVisitor)
     }
 }
 
-struct OwnersVisitor;
+struct OwnedVisitor;
 
-impl<'de> Visitor<'de> for OwnersVisitor {
-    type Value = Owners;
+impl<'de> Visitor<'de> for OwnedVisitor {
+    type Value = Owned;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Owners, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Owned, A::Error> {
         let mut owned = false;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             if key == "ownerReferences" {
-                owned = map.next_value::<NonEmptyList>()?.0;
+                owned = map.next_value::<Owners>()?.0;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
-        Ok(Owners(owned))
+        Ok(Owned(owned))
     }
 
     nothing_but_maps!();
-}
-
-/// True for a list with at least one element; false for anything else.
-#[derive(Default)]
-struct NonEmptyList(bool);
-
-impl<'de> Deserialize<'de> for NonEmptyList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NonEmptyListVisitor)
-    }
-}
-
-struct NonEmptyListVisitor;
-
-impl<'de> Visitor<'de> for NonEmptyListVisitor {
-    type Value = NonEmptyList;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NonEmptyList, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(NonEmptyList(false))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<NonEmptyList, E> {
-        Ok(NonEmptyList(false))
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<NonEmptyList, E> {
-        Ok(NonEmptyList(false))
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<NonEmptyList, E> {
-        Ok(NonEmptyList(false))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<NonEmptyList, E> {
-        Ok(NonEmptyList(false))
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<NonEmptyList, E> {
-        Ok(NonEmptyList(false))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<NonEmptyList, E> {
-        Ok(NonEmptyList(false))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NonEmptyList, A::Error> {
-        let any = seq.next_element::<IgnoredAny>()?.is_some();
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(NonEmptyList(any))
-    }
 }
 
 #[cfg(test)]
