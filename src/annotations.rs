@@ -38,6 +38,9 @@ pub const PORTS: &str = "forcebacklog/ports";
 pub const METHOD: &str = "forcebacklog/method";
 /// A port: add the metrics sidecar (`forcebacklog sockets --serve`) on it.
 pub const METRICS: &str = "forcebacklog/metrics";
+/// The keys a user writes (all but [`STATUS`]): the one list of them,
+/// in the order of [`Annotations::user_values`].
+pub const USER_KEYS: [&str; 7] = [VALUE, INJECT, CONTAINERS, MODE, PORTS, METRICS, METHOD];
 /// Written by forcebacklog: `injected` or `skipped: <reason>`.
 pub const STATUS: &str = "forcebacklog/status";
 /// The status of a pod that got the shim.
@@ -112,38 +115,50 @@ pub struct Annotations<'a> {
 impl<'a> Annotations<'a> {
     /// Records one annotation; keys outside `forcebacklog/` are ignored.
     pub fn insert(&mut self, key: &str, value: Raw<'a>) {
-        let slot = match key {
-            VALUE => &mut self.value,
-            INJECT => &mut self.inject,
-            CONTAINERS => &mut self.containers,
-            MODE => &mut self.mode,
-            PORTS => &mut self.ports,
-            METRICS => &mut self.metrics,
-            METHOD => &mut self.method,
-            STATUS => &mut self.status,
-            other => {
-                // A few are enough to point at the typo; the list stays bounded.
-                if other.starts_with(PREFIX)
-                    && self.unknown.len() < MAX_LISTED
-                    && !self.unknown.iter().any(|k| k == other)
-                {
-                    self.unknown.push(clip(other));
-                }
-                return;
+        if key == STATUS {
+            self.status = Some(value);
+        } else if let Some(i) = USER_KEYS.iter().position(|k| *k == key) {
+            if let Some(slot) = self.user_slots_mut().into_iter().nth(i) {
+                *slot = Some(value);
             }
-        };
-        *slot = Some(value);
+        } else if key.starts_with(PREFIX)
+            && self.unknown.len() < MAX_LISTED
+            && !self.unknown.iter().any(|k| k == key)
+        {
+            // A few are enough to point at the typo; the list stays bounded.
+            self.unknown.push(clip(key));
+        }
     }
 
-    /// True when any key a user writes (all but `forcebacklog/status`) is present.
+    /// The values of [`USER_KEYS`], in that order.
+    pub fn user_values(&self) -> [Option<&Raw<'a>>; USER_KEYS.len()] {
+        [
+            self.value.as_ref(),
+            self.inject.as_ref(),
+            self.containers.as_ref(),
+            self.mode.as_ref(),
+            self.ports.as_ref(),
+            self.metrics.as_ref(),
+            self.method.as_ref(),
+        ]
+    }
+
+    /// The fields of [`USER_KEYS`], in that order.
+    fn user_slots_mut(&mut self) -> [&mut Option<Raw<'a>>; USER_KEYS.len()] {
+        [
+            &mut self.value,
+            &mut self.inject,
+            &mut self.containers,
+            &mut self.mode,
+            &mut self.ports,
+            &mut self.metrics,
+            &mut self.method,
+        ]
+    }
+
+    /// True when any key a user writes ([`USER_KEYS`]) is present.
     pub fn any_user_key(&self) -> bool {
-        self.value.is_some()
-            || self.inject.is_some()
-            || self.containers.is_some()
-            || self.mode.is_some()
-            || self.ports.is_some()
-            || self.metrics.is_some()
-            || self.method.is_some()
+        self.user_values().iter().any(Option::is_some)
     }
 
     /// The `forcebacklog/status` value when it is a string.
@@ -157,8 +172,10 @@ impl<'a> Annotations<'a> {
     /// Warnings for keys under `forcebacklog/` that mean nothing.
     pub fn unknown_key_warnings(&self) -> impl Iterator<Item = String> + '_ {
         self.unknown.iter().map(|key| {
+            let known = USER_KEYS.map(|k| k.strip_prefix(PREFIX).unwrap_or(k));
             format!(
-                "forcebacklog: unknown annotation {key} ignored (known: value, inject, containers, mode, ports, metrics, method)"
+                "forcebacklog: unknown annotation {key} ignored (known: {})",
+                known.join(", ")
             )
         })
     }
@@ -597,6 +614,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_user_key_has_its_field() {
+        for (i, key) in USER_KEYS.into_iter().enumerate() {
+            let mut a = Annotations::default();
+            a.insert(key, Raw::Str(Cow::Borrowed("x")));
+            let values = a.user_values();
+            for (j, value) in values.iter().enumerate() {
+                assert_eq!(value.is_some(), i == j, "{key}");
+            }
+            assert!(a.any_user_key() && a.unknown.is_empty() && a.status.is_none());
+        }
+        let mut a = Annotations::default();
+        a.insert(STATUS, Raw::Str(Cow::Borrowed("injected")));
+        assert!(!a.any_user_key());
+        assert_eq!(a.status_str(), Some("injected"));
+    }
 
     fn ann(pairs: &[(&str, &str)]) -> Annotations<'static> {
         let mut a = Annotations::default();

@@ -1101,6 +1101,12 @@ mod tests {
         body["request"]["oldObject"] = deployment(json!({"forcebacklog/value": "abd"}));
         let r = handle(body.to_string().as_bytes(), Endpoint::Validate, &config).unwrap();
         assert_eq!(r.outcome, Outcome::Denied);
+        // So is adding any other user key, forcebacklog/method included.
+        body["request"]["oldObject"] = body["request"]["object"].clone();
+        body["request"]["object"] = deployment(json!({"forcebacklog/value": "abc",
+                                                      "forcebacklog/method": "ptrace"}));
+        let r = handle(body.to_string().as_bytes(), Endpoint::Validate, &config).unwrap();
+        assert_eq!(r.outcome, Outcome::Denied);
         // Status updates are never judged.
         body["request"]["subResource"] = json!("status");
         let r = handle(body.to_string().as_bytes(), Endpoint::Validate, &config).unwrap();

@@ -133,19 +133,7 @@ fn kept_from_old(request: &Request<'_, &RawValue>, pointer: &str, new: &Annotati
         return false;
     };
     let empty = Annotations::default();
-    user_keys(old.template.annotations().unwrap_or(&empty)) == user_keys(new)
-}
-
-/// The user-written `forcebacklog/*` annotations, for comparing old and new objects.
-fn user_keys<'x>(a: &'x Annotations<'_>) -> [Option<&'x annotations::Raw<'x>>; 6] {
-    [
-        a.value.as_ref(),
-        a.inject.as_ref(),
-        a.containers.as_ref(),
-        a.mode.as_ref(),
-        a.ports.as_ref(),
-        a.metrics.as_ref(),
-    ]
+    old.template.annotations().unwrap_or(&empty).user_values() == new.user_values()
 }
 
 /// A Pod or workload as `/validate` reads it.
