@@ -53,6 +53,7 @@
 pub mod annotations;
 pub mod audit;
 pub mod config;
+pub mod env;
 pub mod manifest;
 pub mod patch;
 pub mod plan;

@@ -19,6 +19,7 @@ use crate::annotations::{
     Settings, Targeting,
 };
 use crate::config::InjectConfig;
+use crate::env;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -48,18 +49,10 @@ pub const BINARY_PATH: &str = "/opt/forcebacklog/forcebacklog";
 pub const BINARY_VOLUME_SIZE_LIMIT: &str = "32Mi";
 /// The shim's path inside app containers: the `LD_PRELOAD` entry.
 pub const SHIM_PATH: &str = "/opt/forcebacklog/libforcebacklog.so";
-/// The backlog variable the shim reads.
-pub const ENV_BACKLOG: &str = "BACKLOG";
 /// The name of the metrics sidecar (`forcebacklog/metrics`).
 pub const METRICS_CONTAINER_NAME: &str = "forcebacklog-metrics";
 /// The command of the metrics sidecar, before its address.
 pub const METRICS_COMMAND: [&str; 3] = ["/forcebacklog", "sockets", "--serve"];
-/// The preload variable.
-pub const ENV_LD_PRELOAD: &str = "LD_PRELOAD";
-/// The shim's mode variable.
-pub const ENV_MODE: &str = "FORCEBACKLOG_MODE";
-/// The shim's port filter variable.
-pub const ENV_PORTS: &str = "FORCEBACKLOG_PORTS";
 
 /// Where the pod template of an object of this API group and kind is, as
 /// a JSON Pointer (`""`: the object is a Pod), or `None` for kinds without one.
@@ -1210,7 +1203,7 @@ fn skip_ld_preload_value_from(c: &ContainerView<'_>) -> Result<(), SkipReason> {
         .as_deref()
         .unwrap_or_default()
         .iter()
-        .any(|e| e.name == ENV_LD_PRELOAD && e.value_from.is_some());
+        .any(|e| e.name == env::LD_PRELOAD && e.value_from.is_some());
     if from_value_from {
         return Err(SkipReason::LdPreloadValueFrom {
             container: annotations::clip(&c.name),
@@ -1508,13 +1501,13 @@ fn desired_env(settings: &Settings) -> Vec<(&'static str, String)> {
         return Vec::new();
     }
     let mut desired: Vec<(&'static str, String)> = Vec::with_capacity(4);
-    desired.push((ENV_BACKLOG, settings.backlog.to_string()));
-    desired.push((ENV_LD_PRELOAD, SHIM_PATH.to_owned()));
+    desired.push((env::BACKLOG, settings.backlog.to_string()));
+    desired.push((env::LD_PRELOAD, SHIM_PATH.to_owned()));
     if let Some(mode) = settings.mode {
-        desired.push((ENV_MODE, mode.as_str().to_owned()));
+        desired.push((env::MODE, mode.as_str().to_owned()));
     }
     if let Some(ports) = &settings.ports {
-        desired.push((ENV_PORTS, ports.clone()));
+        desired.push((env::PORTS, ports.clone()));
     }
     desired
 }
@@ -1600,14 +1593,15 @@ fn is_wrapped(command: &[Raw<'_>]) -> bool {
 /// forcebacklog (unlike with the shim, where it is kept and wins); the
 /// warning says so when it differs from the annotation's.
 fn supervise_backlog_warning(c: &ContainerView<'_>, settings: &Settings) -> Option<String> {
-    let (_, existing) = c.env_var(ENV_BACKLOG)?;
+    let (_, existing) = c.env_var(env::BACKLOG)?;
     let ours = settings.backlog.to_string();
     if existing.value_from.is_none() && existing.value.as_deref() == Some(ours.as_str()) {
         return None;
     }
     Some(format!(
-        "forcebacklog: container {}: {ENV_BACKLOG} set by the pod is not read under forcebacklog/method \"supervise\" (backlog {ours} applies)",
-        annotations::clip(&c.name)
+        "forcebacklog: container {}: {} set by the pod is not read under forcebacklog/method \"supervise\" (backlog {ours} applies)",
+        annotations::clip(&c.name),
+        env::BACKLOG
     ))
 }
 
@@ -1626,7 +1620,7 @@ fn env_edit(
             let value = value.to_owned();
             (Some(EnvEdit::Add { name, value }), None)
         }
-        Some((index, existing)) if name == ENV_LD_PRELOAD => {
+        Some((index, existing)) if name == env::LD_PRELOAD => {
             let merged = merge_ld_preload(existing.value.as_deref().unwrap_or(""));
             (merged.map(|value| EnvEdit::SetValue { index, value }), None)
         }

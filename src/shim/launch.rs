@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::{RunOptions, ShimError};
+use crate::env;
 
 /// What `run` does to one environment variable.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,21 +37,21 @@ pub fn environment(
             None => existing.to_owned(),
         };
     let mut env = vec![
-        EnvChange::Set("BACKLOG", options.backlog.to_string().into()),
-        EnvChange::Set("LD_PRELOAD", preload),
+        EnvChange::Set(env::BACKLOG, options.backlog.to_string().into()),
+        EnvChange::Set(env::LD_PRELOAD, preload),
     ];
     env.push(match &options.mode {
-        Some(mode) => EnvChange::Set("FORCEBACKLOG_MODE", mode.into()),
-        None => EnvChange::Remove("FORCEBACKLOG_MODE"),
+        Some(mode) => EnvChange::Set(env::MODE, mode.into()),
+        None => EnvChange::Remove(env::MODE),
     });
     env.push(match &options.ports {
-        Some(ports) => EnvChange::Set("FORCEBACKLOG_PORTS", ports.into()),
-        None => EnvChange::Remove("FORCEBACKLOG_PORTS"),
+        Some(ports) => EnvChange::Set(env::PORTS, ports.into()),
+        None => EnvChange::Remove(env::PORTS),
     });
     env.push(if options.debug {
-        EnvChange::Set("FORCEBACKLOG_DEBUG", "1".into())
+        EnvChange::Set(env::DEBUG, "1".into())
     } else {
-        EnvChange::Remove("FORCEBACKLOG_DEBUG")
+        EnvChange::Remove(env::DEBUG)
     });
     env
 }
@@ -59,7 +60,7 @@ pub fn environment(
 pub fn exec(options: &RunOptions, shim: &Path, program: &OsStr, args: &[OsString]) -> ShimError {
     let mut command = Command::new(program);
     command.args(args);
-    let inherited = std::env::var_os("LD_PRELOAD");
+    let inherited = std::env::var_os(env::LD_PRELOAD);
     for change in environment(options, shim, inherited.as_deref()) {
         match change {
             EnvChange::Set(key, value) => command.env(key, value),
