@@ -551,7 +551,7 @@ fn init_container<'a>(
 }
 
 /// Why operations could not be applied to a document.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The operation is not `add` (the only kind this module emits).
     #[error("unsupported JSON Patch operation {op:?} at {path}")]
@@ -562,89 +562,55 @@ pub enum ApplyError {
         path: String,
     },
     /// The value is not JSON.
-    #[error("JSON Patch value at {path} is not JSON: {message}")]
+    #[error("JSON Patch value at {path} is not JSON")]
     Value {
         /// The path of the operation.
         path: String,
-        /// The parser's message.
-        message: String,
+        /// The parser's error.
+        source: serde_json::Error,
     },
-    /// The path does not lead to an existing parent, or the index is out of range.
+    /// The path is not a JSON Pointer, does not lead to an existing
+    /// parent, or the index is out of range.
     #[error("JSON Patch path {0} does not exist in the document")]
     NoSuchPath(String),
 }
 
-/// Applies `add` operations to a document (RFC 6902 semantics), as
-/// `inject` does with the operations [`mutate`] returns.
+/// Applies `add` operations to a document (RFC 6902 semantics, by the
+/// json-patch crate), as `inject` does with the operations [`mutate`]
+/// returns. Nothing is changed when one of them fails.
 pub fn apply(doc: &mut Value, ops: &[Op]) -> Result<(), ApplyError> {
-    for op in ops {
-        if op.op != "add" {
+    let patch = ops
+        .iter()
+        .map(Op::to_patch_operation)
+        .collect::<Result<Vec<_>, _>>()?;
+    json_patch::patch(doc, &patch).map_err(|err| {
+        let path = ops
+            .get(err.operation)
+            .map_or_else(String::new, |op| op.path.clone());
+        ApplyError::NoSuchPath(path)
+    })
+}
+
+impl Op {
+    /// The operation as the json-patch crate takes it.
+    fn to_patch_operation(&self) -> Result<json_patch::PatchOperation, ApplyError> {
+        if self.op != "add" {
             return Err(ApplyError::Unsupported {
-                op: op.op.to_owned(),
-                path: op.path.clone(),
+                op: self.op.to_owned(),
+                path: self.path.clone(),
             });
         }
-        let value = op.value().map_err(|e| ApplyError::Value {
-            path: op.path.clone(),
-            message: e.to_string(),
+        let value = self.value().map_err(|source| ApplyError::Value {
+            path: self.path.clone(),
+            source,
         })?;
-        add(doc, &op.path, value)?;
+        let path = json_patch::jsonptr::PointerBuf::parse(self.path.as_str())
+            .map_err(|_| ApplyError::NoSuchPath(self.path.clone()))?;
+        Ok(json_patch::PatchOperation::Add(json_patch::AddOperation {
+            path,
+            value,
+        }))
     }
-    Ok(())
-}
-
-fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), ApplyError> {
-    let missing = || ApplyError::NoSuchPath(path.to_owned());
-    if path.is_empty() {
-        *doc = value;
-        return Ok(());
-    }
-    let Some(rest) = path.strip_prefix('/') else {
-        return Err(missing());
-    };
-    let mut tokens: Vec<String> = rest
-        .split('/')
-        .map(|t| t.replace("~1", "/").replace("~0", "~"))
-        .collect();
-    let last = tokens.pop().ok_or_else(missing)?;
-    let mut parent = doc;
-    for token in &tokens {
-        parent = match parent {
-            Value::Object(map) => map.get_mut(token.as_str()).ok_or_else(missing)?,
-            Value::Array(items) => {
-                let i = array_index(token, items.len()).ok_or_else(missing)?;
-                items.get_mut(i).ok_or_else(missing)?
-            }
-            _ => return Err(missing()),
-        };
-    }
-    match parent {
-        Value::Object(map) => {
-            map.insert(last, value);
-            Ok(())
-        }
-        Value::Array(items) if last == "-" => {
-            items.push(value);
-            Ok(())
-        }
-        Value::Array(items) => {
-            let i = array_index(&last, items.len() + 1).ok_or_else(missing)?;
-            items.insert(i, value);
-            Ok(())
-        }
-        _ => Err(missing()),
-    }
-}
-
-/// An RFC 6901 array index below `bound` (no leading zeros, no sign).
-fn array_index(token: &str, bound: usize) -> Option<usize> {
-    if token.is_empty() || (token.len() > 1 && token.starts_with('0')) {
-        return None;
-    }
-    if !token.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    token.parse().ok().filter(|&i| i < bound)
 }
 
 #[cfg(test)]
