@@ -35,7 +35,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::Tuning;
 use super::metrics::{ConnFailure, Metrics};
@@ -120,19 +122,35 @@ pub async fn serve(
     watcher: Watcher,
     mut draining: watch::Receiver<bool>,
 ) {
-    let deadline = tokio::time::Instant::now() + cx.setup_timeout;
-    let fail = |reason: ConnFailure| cx.metrics.connection_failed(reason);
+    let deadline = Instant::now() + cx.setup_timeout;
+    let served = match handshake(stream, peer, &cx, deadline, &mut draining).await {
+        Ok(tls) => serve_http(tls, peer, &cx, watcher, deadline, &mut draining).await,
+        Err(reason) => Err(reason),
+    };
+    if let Err(reason) = served {
+        cx.metrics.connection_failed(reason);
+    }
+}
+
+/// The TLS handshake, within the set-up deadline and until shutdown.
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    cx: &Context,
+    deadline: Instant,
+    draining: &mut watch::Receiver<bool>,
+) -> Result<TlsStream<TcpStream>, ConnFailure> {
     let handshake = tokio::time::timeout_at(deadline, cx.acceptor.accept(stream));
-    let tls = tokio::select! {
+    tokio::select! {
         accepted = handshake => match accepted {
-            Ok(Ok(tls)) => tls,
+            Ok(Ok(tls)) => Ok(tls),
             Ok(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
                 tracing::debug!(%peer, "connection closed before the TLS handshake finished");
-                return fail(ConnFailure::TlsClosed);
+                Err(ConnFailure::TlsClosed)
             }
             Ok(Err(err)) => {
                 tracing::debug!(%peer, error = %crate::error_chain(&err), "TLS handshake failed");
-                return fail(ConnFailure::TlsError);
+                Err(ConnFailure::TlsError)
             }
             Err(_) => {
                 tracing::debug!(
@@ -140,14 +158,28 @@ pub async fn serve(
                     "TLS handshake not finished within {} ms",
                     cx.setup_timeout.as_millis()
                 );
-                return fail(ConnFailure::SetupTimeout);
+                Err(ConnFailure::SetupTimeout)
             }
         },
         _ = draining.wait_for(|draining| *draining) => {
             tracing::debug!(%peer, "closed in the TLS handshake: shutting down");
-            return fail(ConnFailure::Shutdown);
+            Err(ConnFailure::Shutdown)
         }
-    };
+    }
+}
+
+/// HTTP/2 or HTTP/1.1 as ALPN chose, until the connection ends. Until the
+/// first request: the set-up deadline, and shutdown (hyper would finish an
+/// HTTP/2 handshake before honouring it, and a client that never sends the
+/// preface would hold the drain).
+async fn serve_http(
+    tls: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    cx: &Context,
+    watcher: Watcher,
+    deadline: Instant,
+    draining: &mut watch::Receiver<bool>,
+) -> Result<(), ConnFailure> {
     let builder = match tls.get_ref().1.alpn_protocol() {
         Some(b"h2") => &cx.http.h2,
         _ => &cx.http.h1,
@@ -159,9 +191,6 @@ pub async fn serve(
     };
     let connection = watcher.watch(builder.serve_connection(TokioIo::new(tls), service));
     tokio::pin!(connection);
-    // Until the first request: the set-up deadline, and shutdown (hyper
-    // would finish an HTTP/2 handshake before honouring it, and a client
-    // that never sends the preface would hold the drain).
     let mut deadline_passed = false;
     let mut draining_seen = false;
     let ended = loop {
@@ -175,33 +204,45 @@ pub async fn serve(
                         "no request within {} ms of connecting; closing",
                         cx.setup_timeout.as_millis()
                     );
-                    return fail(ConnFailure::SetupTimeout);
+                    return Err(ConnFailure::SetupTimeout);
                 }
             }
             _ = draining.wait_for(|draining| *draining), if !draining_seen => {
                 draining_seen = true;
                 if !first_request.load(Ordering::Relaxed) {
                     tracing::debug!(%peer, "closed before a request: shutting down");
-                    return fail(ConnFailure::Shutdown);
+                    return Err(ConnFailure::Shutdown);
                 }
             }
         }
     };
-    if let Err(err) = ended {
-        let timeout = err
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_timeout);
-        if timeout && first_request.load(Ordering::Relaxed) {
-            // HTTP/1.1's header timeout is also its keep-alive idle time:
-            // the usual end of an idle connection, not a failure.
-            tracing::debug!(%peer, "HTTP/1.1 connection idle or slow past the header timeout; closed");
-        } else if timeout {
-            tracing::debug!(%peer, "no request head within the header timeout; closed");
-            fail(ConnFailure::SetupTimeout);
-        } else {
-            tracing::debug!(%peer, error = %err, "connection ended with an error");
-            fail(ConnFailure::Http);
-        }
+    match ended {
+        Ok(()) => Ok(()),
+        Err(err) => ended_with(&*err, first_request.load(Ordering::Relaxed), peer),
+    }
+}
+
+/// How a connection that ended with `err` counts: a failure, or (an idle
+/// HTTP/1.1 connection past its header timeout) the usual end.
+fn ended_with(
+    err: &(dyn std::error::Error + Send + Sync + 'static),
+    served_a_request: bool,
+    peer: SocketAddr,
+) -> Result<(), ConnFailure> {
+    let timeout = err
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout);
+    if timeout && served_a_request {
+        // HTTP/1.1's header timeout is also its keep-alive idle time:
+        // the usual end of an idle connection, not a failure.
+        tracing::debug!(%peer, "HTTP/1.1 connection idle or slow past the header timeout; closed");
+        Ok(())
+    } else if timeout {
+        tracing::debug!(%peer, "no request head within the header timeout; closed");
+        Err(ConnFailure::SetupTimeout)
+    } else {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
+        Err(ConnFailure::Http)
     }
 }
 
