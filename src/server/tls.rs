@@ -299,7 +299,7 @@ const SETTLE_ATTEMPTS: u32 = 5;
 /// valid yet is looked at again at every tick and served once it is.
 pub async fn watch(
     watch: Watch,
-    mut seen: PairBytes,
+    seen: PairBytes,
     resolver: Arc<ReloadingResolver>,
     provider: Arc<CryptoProvider>,
     metrics: Arc<Metrics>,
@@ -307,56 +307,86 @@ pub async fn watch(
     let mut ticker = tokio::time::interval(watch.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate
-    let mut read_failed = false;
-    let mut waiting: Option<PairBytes> = None; // rejected as not valid yet
+    let mut reloader = Reloader {
+        watch,
+        seen,
+        resolver,
+        provider,
+        metrics,
+        read_failed: false,
+        waiting: None,
+    };
     loop {
         ticker.tick().await;
-        let (bytes, loaded) = match settle(&watch, &seen, &provider).await {
-            Settled::Unchanged => {
-                read_failed = false;
-                continue;
-            }
+        reloader.look().await;
+    }
+}
+
+/// The state of [`watch`] between two looks.
+struct Reloader {
+    watch: Watch,
+    /// The pair being served, or the last one rejected.
+    seen: PairBytes,
+    resolver: Arc<ReloadingResolver>,
+    provider: Arc<CryptoProvider>,
+    metrics: Arc<Metrics>,
+    /// The files were unreadable at the last look (said once).
+    read_failed: bool,
+    /// A pair rejected as not valid yet, looked at again at every tick.
+    waiting: Option<PairBytes>,
+}
+
+impl Reloader {
+    /// One look at the files.
+    async fn look(&mut self) {
+        match settle(&self.watch, &self.seen, &self.provider).await {
+            Settled::Unchanged => self.read_failed = false,
             Settled::Unreadable(err) => {
                 // Say so once, not every tick, and keep serving the old pair.
-                if !read_failed {
+                if !self.read_failed {
                     tracing::warn!(error = %crate::error_chain(&err), "certificate reload: keeping the current certificate");
-                    metrics.tls_reload(false);
+                    self.metrics.tls_reload(false);
                 }
-                read_failed = true;
-                continue;
+                self.read_failed = true;
             }
             Settled::Changed(bytes, loaded) => {
-                read_failed = false;
-                (bytes, loaded)
+                self.read_failed = false;
+                self.take(bytes, loaded);
             }
-        };
+        }
+    }
+
+    /// Serves a new pair that loads and is valid now; keeps the current
+    /// one (with a warning) otherwise.
+    fn take(&mut self, bytes: PairBytes, loaded: Result<Loaded, TlsError>) {
+        let cert = &self.watch.cert;
         let checked =
-            loaded.and_then(|loaded| loaded.check_time(x509::now(), &watch.cert).map(|()| loaded));
+            loaded.and_then(|loaded| loaded.check_time(x509::now(), cert).map(|()| loaded));
         match checked {
             Ok(loaded) => {
-                metrics.tls_not_after(loaded.validity.not_after);
-                resolver.set(loaded.key);
-                metrics.tls_reload(true);
+                self.metrics.tls_not_after(loaded.validity.not_after);
+                self.resolver.set(loaded.key);
+                self.metrics.tls_reload(true);
                 tracing::info!(
-                    cert = %watch.cert.display(),
+                    cert = %cert.display(),
                     not_after = %x509::rfc3339(loaded.validity.not_after),
                     "certificate reloaded"
                 );
-                seen = bytes;
-                waiting = None;
+                self.seen = bytes;
+                self.waiting = None;
             }
             Err(err @ TlsError::NotYetValid { .. }) => {
-                if waiting.as_ref() != Some(&bytes) {
-                    metrics.tls_reload(false);
+                if self.waiting.as_ref() != Some(&bytes) {
+                    self.metrics.tls_reload(false);
                     tracing::warn!(error = %crate::error_chain(&err), "certificate reload: new pair not valid yet, keeping the current certificate until it is");
-                    waiting = Some(bytes);
+                    self.waiting = Some(bytes);
                 }
             }
             Err(err) => {
-                metrics.tls_reload(false);
+                self.metrics.tls_reload(false);
                 tracing::warn!(error = %crate::error_chain(&err), "certificate reload: new pair rejected, keeping the current certificate");
-                seen = bytes;
-                waiting = None;
+                self.seen = bytes;
+                self.waiting = None;
             }
         }
     }
