@@ -10,7 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 use std::time::Duration;
 
 use crate::review::{Endpoint, Outcome};
@@ -166,6 +166,66 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_025, 2.0, 16))
 }
 
+/// Registers `metric` and returns the handle that updates it.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// `admission_requests`, one counter per endpoint and result.
+fn request_counters(
+    registry: &mut Registry,
+) -> [[Counter; Status::ALL.len()]; Endpoint::ALL.len()] {
+    let family = Family::<RequestLabels, Counter>::default();
+    let counters = Endpoint::ALL.map(|endpoint| {
+        Status::ALL.map(|status| {
+            family.get_or_create_owned(&RequestLabels {
+                endpoint: endpoint.label(),
+                result: status.label(),
+            })
+        })
+    });
+    registry.register(
+        "admission_requests",
+        "Admission requests by webhook endpoint and result",
+        family,
+    );
+    counters
+}
+
+/// `admission_duration_seconds`, one histogram per endpoint.
+fn duration_histograms(registry: &mut Registry) -> [Histogram; Endpoint::ALL.len()] {
+    let family: HistogramFamily = Family::new_with_constructor(latency_histogram);
+    let histograms = Endpoint::ALL.map(|endpoint| {
+        family.get_or_create_owned(&EndpointLabels {
+            endpoint: endpoint.label(),
+        })
+    });
+    registry.register_with_unit(
+        "admission_duration",
+        "Time from request headers to response, by webhook endpoint",
+        Unit::Seconds,
+        family,
+    );
+    histograms
+}
+
+/// `connection_failures`, one counter per reason.
+fn connection_failure_counters(registry: &mut Registry) -> [Counter; ConnFailure::ALL.len()] {
+    let family = Family::<ReasonLabels, Counter>::default();
+    let counters = ConnFailure::ALL.map(|reason| {
+        family.get_or_create_owned(&ReasonLabels {
+            reason: reason.label(),
+        })
+    });
+    registry.register(
+        "connection_failures",
+        "Webhook connections that ended early or with an error, by reason",
+        family,
+    );
+    counters
+}
+
 /// The registry and the handles the request path updates.
 #[derive(Debug)]
 pub struct Metrics {
@@ -194,92 +254,59 @@ impl Metrics {
     /// A fresh registry with every series of the request path present at 0.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("forcebacklog");
-
-        let requests_family = Family::<RequestLabels, Counter>::default();
-        let requests = Endpoint::ALL.map(|endpoint| {
-            Status::ALL.map(|status| {
-                requests_family.get_or_create_owned(&RequestLabels {
-                    endpoint: endpoint.label(),
-                    result: status.label(),
-                })
-            })
-        });
-        registry.register(
-            "admission_requests",
-            "Admission requests by webhook endpoint and result",
-            requests_family,
+        let r = &mut registry;
+        let requests = request_counters(r);
+        let durations = duration_histograms(r);
+        let injections = registered(
+            r,
+            "injections",
+            "Pods that got the shim",
+            Counter::default(),
         );
-
-        let durations_family: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        let durations = Endpoint::ALL.map(|endpoint| {
-            durations_family.get_or_create_owned(&EndpointLabels {
-                endpoint: endpoint.label(),
-            })
-        });
-        registry.register_with_unit(
-            "admission_duration",
-            "Time from request headers to response, by webhook endpoint",
-            Unit::Seconds,
-            durations_family,
-        );
-
-        let injections = Counter::default();
-        registry.register("injections", "Pods that got the shim", injections.clone());
-        let skips = Family::<ReasonLabels, Counter>::default();
-        registry.register(
+        let skips = registered(
+            r,
             "skips",
             "Targeted pods admitted unchanged, by reason",
-            skips.clone(),
+            Family::<ReasonLabels, Counter>::default(),
         );
-        let denials = Counter::default();
-        registry.register("denials", "Objects /validate rejected", denials.clone());
-
-        let reloads = Family::<ResultLabels, Counter>::default();
-        let reloads_ok = reloads.get_or_create_owned(&ResultLabels { result: "success" });
-        let reloads_failed = reloads.get_or_create_owned(&ResultLabels { result: "error" });
-        registry.register(
+        let denials = registered(
+            r,
+            "denials",
+            "Objects /validate rejected",
+            Counter::default(),
+        );
+        let reloads = registered(
+            r,
             "tls_reloads",
             "Certificate reload attempts after the files changed",
-            reloads,
+            Family::<ResultLabels, Counter>::default(),
         );
         let not_after = Gauge::default();
-        registry.register_with_unit(
+        r.register_with_unit(
             "tls_certificate_not_after",
             "When the served certificate expires (Unix time)",
             Unit::Seconds,
             not_after.clone(),
         );
-
-        let connections_open = Gauge::default();
-        registry.register(
+        let connections_open = registered(
+            r,
             "connections_open",
             "Webhook connections open now, in the TLS handshake or after it",
-            connections_open.clone(),
+            Gauge::default(),
         );
-        let connections_limit = Gauge::default();
-        registry.register(
+        let connections_limit = registered(
+            r,
             "connections_limit",
             "Webhook connections served at once (--max-connections, capped by the file-descriptor limit)",
-            connections_limit.clone(),
+            Gauge::default(),
         );
-        let connections_refused = Counter::default();
-        registry.register(
+        let connections_refused = registered(
+            r,
             "connections_refused",
             "Webhook connections closed at accept because the limit was reached",
-            connections_refused.clone(),
+            Counter::default(),
         );
-        let failures_family = Family::<ReasonLabels, Counter>::default();
-        let connection_failures = ConnFailure::ALL.map(|reason| {
-            failures_family.get_or_create_owned(&ReasonLabels {
-                reason: reason.label(),
-            })
-        });
-        registry.register(
-            "connection_failures",
-            "Webhook connections that ended early or with an error, by reason",
-            failures_family,
-        );
-
+        let connection_failures = connection_failure_counters(r);
         Self {
             registry,
             requests,
@@ -287,8 +314,8 @@ impl Metrics {
             injections,
             skips,
             denials,
-            reloads_ok,
-            reloads_failed,
+            reloads_ok: reloads.get_or_create_owned(&ResultLabels { result: "success" }),
+            reloads_failed: reloads.get_or_create_owned(&ResultLabels { result: "error" }),
             not_after,
             connections_open,
             connections_limit,
