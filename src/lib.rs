@@ -26,7 +26,8 @@
 //!   `skip_without_command` (in place of `skip_ld_preload_value_from`),
 //!   `binary_to_install` (the init container's `--with-binary`),
 //!   `wrap_command` and `supervise_backlog_warning` (no env edits).
-//! - [`patch`]: a plan → RFC 6902 operations against the raw pod JSON.
+//! - [`patch`]: a plan → RFC 6902 operations against the raw pod JSON
+//!   (applied by the json-patch crate where `inject` needs them applied).
 //!   [`patch::Injector`] is the core prepared once from a configuration
 //!   (its parts of every patch already rendered); the server and `inject`
 //!   hold one and pass it down.
@@ -48,6 +49,8 @@
 //! - [`config`]: what the operator configures for injection (image,
 //!   pull policy, default backlog, init-container resources), typed and
 //!   checked when parsed, with the defaults in one place.
+//! - [`env`](mod@env): the names of the variables the shim reads (`BACKLOG`,
+//!   `LD_PRELOAD`, `FORCEBACKLOG_MODE`/`PORTS`/`DEBUG`), for `plan` and `run`.
 #![forbid(unsafe_code)]
 
 pub mod annotations;

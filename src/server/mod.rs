@@ -1,19 +1,19 @@
 //! `forcebacklog serve`: the HTTPS admission webhook and its admin port.
 //!
-//! - [`conn`]: accept (TCP_NODELAY), TLS handshake, HTTP/1.1 or HTTP/2 per
+//! - `conn`: accept (TCP_NODELAY), TLS handshake, HTTP/1.1 or HTTP/2 per
 //!   connection (hyper-util), one set-up deadline, graceful-shutdown watch.
-//! - [`tls`]: PEM loading, the rustls configuration (TLS 1.2+, ALPN h2 and
+//! - `tls`: PEM loading, the rustls configuration (TLS 1.2+, ALPN h2 and
 //!   http/1.1), certificate reload by polling the files.
-//! - [`x509`]: the certificate's validity period (refused when expired or
+//! - `x509`: the certificate's validity period (refused when expired or
 //!   not yet valid).
-//! - [`fds`]: the open-files limit and the connection limit under it.
-//! - [`summary`]: per-connection failures and refusals as a few warnings.
-//! - [`routes`]: `POST /mutate`, `/mutate/namespace`, `/validate` → the
+//! - `fds`: the open-files limit and the connection limit under it.
+//! - `summary`: per-connection failures and refusals as a few warnings.
+//! - `routes`: `POST /mutate`, `/mutate/namespace`, `/validate` → the
 //!   mutation core ([`crate::review::handle`]); size and time limits.
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` on plain HTTP.
-//! - [`metrics`]: the Prometheus registry of one server.
-//! - [`logging`]: tracing-subscriber set-up, text or JSON.
-//! - [`shutdown`]: SIGTERM/SIGINT handling for [`serve`].
+//! - `admin`: `/healthz`, `/readyz`, `/metrics` on plain HTTP.
+//! - `metrics`: the Prometheus registry of one server.
+//! - `logging`: tracing-subscriber set-up, text or JSON.
+//! - `shutdown`: SIGTERM/SIGINT handling for [`serve`].
 //!
 //! [`run`] is the whole server on listeners the caller bound, until a
 //! future resolves, which is how the tests drive it on `127.0.0.1:0`;
@@ -277,10 +277,10 @@ fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError>
 /// connections that have not sent a request, lets in-flight requests finish
 /// within [`Tuning::shutdown_grace`], and returns.
 ///
-/// The steps, each a function below: [`Tls::load`] (bind the certificate),
-/// [`Background::spawn`] (reload, summary and admin tasks),
-/// [`Accepting::until`] (the accept loop), [`Accepting::start`] (serve one
-/// connection), [`Accepting::drain`] and [`Background::stop`].
+/// The steps, each a function below: `Tls::load` (the certificate),
+/// `Background::spawn` (reload, summary and admin tasks),
+/// `Accepting::until` (the accept loop), `Accepting::start` (serve one
+/// connection), `Accepting::drain` and `Background::stop`.
 pub async fn run<F>(
     listener: TcpListener,
     admin: TcpListener,
