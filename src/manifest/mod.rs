@@ -306,6 +306,9 @@ struct Planned {
     ops: Vec<Op>,
 }
 
+/// Splices every document's operations into the input. A document whose
+/// operations cannot be spliced, or whose spliced text reads back
+/// differently, is written normalised instead.
 fn splice_all(
     input: &str,
     file: &str,
@@ -315,125 +318,172 @@ fn splice_all(
     warnings: &mut Vec<String>,
     report: &mut Report,
 ) -> Result<String, ManifestError> {
+    let stream = Stream {
+        input,
+        file,
+        docs,
+        values,
+        planned,
+    };
     let style = splice::Style::detect(input, docs);
-    // Documents written normalised: their index and why.
-    let mut normalised: Vec<(usize, String)> = Vec::new();
+    let mut normalised: Normalised = Vec::new();
     // Each round writes at most one more document normalised.
     for _round in 0..=docs.len() {
-        let mut edits = Vec::new();
-        for (i, (doc, templates)) in docs.iter().zip(planned).enumerate() {
-            if templates.iter().all(|t| t.ops.is_empty()) {
-                continue;
-            }
-            if normalised.iter().any(|(n, _)| *n == i) {
-                edits.push(normalise(input, doc, &values[i], style.eol)?);
-                continue;
-            }
-            let mut doc_edits = Vec::new();
-            let mut failed = None;
-            for t in templates.iter().filter(|t| !t.ops.is_empty()) {
-                match splice::edits(input, doc, &t.base, &t.ops, style) {
-                    Ok(e) => doc_edits.extend(e),
-                    Err(reason) => {
-                        failed = Some(reason);
-                        break;
-                    }
-                }
-            }
-            match failed {
-                None => edits.extend(doc_edits),
-                Some(reason) => {
-                    normalised.push((i, reason));
-                    edits.push(normalise(input, doc, &values[i], style.eol)?);
-                }
-            }
-        }
-        let shifts: Vec<(usize, isize)> = edits
-            .iter()
-            .map(|e| {
-                let grown = e.text.len().cast_signed() - (e.end - e.at).cast_signed();
-                (e.at, grown)
-            })
-            .collect();
-        let text = splice::apply(input, edits).map_err(|_| ManifestError::ReadBack {
-            file: file.to_owned(),
-            document: 1,
-            object: "stream".to_owned(),
-        })?;
+        let edits = stream.round_edits(&mut normalised, style)?;
+        let shifts = growth(&edits);
+        let text = splice::apply(input, edits).map_err(|_| stream.read_back_error(None))?;
         // Read the result back: every document must be what the operations
         // made. The changed documents alone first (their text read on its
         // own); the whole stream when that is not conclusive.
-        if changed_read_back(&text, docs, values, planned, &shifts, input) {
-            report.normalised = normalised.len();
-            report.spliced = planned
-                .iter()
-                .filter(|t| t.iter().any(|t| !t.ops.is_empty()))
-                .count()
-                - normalised.len();
-            for (i, reason) in &normalised {
-                let object = docs[*i]
-                    .root
-                    .as_ref()
-                    .map_or_else(String::new, describe_node);
-                warnings.push(format!(
-                    "document {} ({object}): written normalised, without its comments: the injection cannot be spliced into the text: {reason}",
-                    i + 1
-                ));
-            }
-            return Ok(text);
-        }
-        let wrong = match parse(&text, file) {
-            Ok(out) if out.len() == docs.len() => (0..docs.len())
-                .find(|&i| doc_value(&out[i], file, i + 1).ok().as_ref() != Some(&values[i])),
-            _ => Some(
-                (0..docs.len())
-                    .find(|&i| {
-                        planned[i].iter().any(|t| !t.ops.is_empty())
-                            && !normalised.iter().any(|(n, _)| *n == i)
-                    })
-                    .unwrap_or(0),
-            ),
+        let wrong = if changed_read_back(&text, docs, values, planned, &shifts, input) {
+            None
+        } else {
+            stream.first_wrong(&text, &normalised)
         };
         match wrong {
             None => {
-                for (i, reason) in &normalised {
-                    let object = docs[*i]
-                        .root
-                        .as_ref()
-                        .map_or_else(String::new, describe_node);
-                    warnings.push(format!(
-                        "document {} ({object}): written normalised, without its comments: the injection cannot be spliced into the text: {reason}",
-                        i + 1
-                    ));
-                }
-                report.normalised = normalised.len();
-                report.spliced = planned
-                    .iter()
-                    .filter(|t| t.iter().any(|t| !t.ops.is_empty()))
-                    .count()
-                    - normalised.len();
+                stream.finish(&normalised, warnings, report);
                 return Ok(text);
             }
-            Some(i) if !normalised.iter().any(|(n, _)| *n == i) => {
+            Some(i) if !is_normalised(&normalised, i) => {
                 normalised.push((i, "the spliced text reads back differently".to_owned()));
             }
-            Some(i) => {
-                return Err(ManifestError::ReadBack {
-                    file: file.to_owned(),
-                    document: i + 1,
-                    object: docs[i]
-                        .root
-                        .as_ref()
-                        .map_or_else(String::new, describe_node),
-                });
-            }
+            Some(i) => return Err(stream.read_back_error(Some(i))),
         }
     }
-    Err(ManifestError::ReadBack {
-        file: file.to_owned(),
-        document: 1,
-        object: "stream".to_owned(),
-    })
+    Err(stream.read_back_error(None))
+}
+
+/// Documents written normalised: their index and why.
+type Normalised = Vec<(usize, String)>;
+
+/// Whether document `i` is written normalised.
+fn is_normalised(normalised: &Normalised, i: usize) -> bool {
+    normalised.iter().any(|(n, _)| *n == i)
+}
+
+/// Whether a document's templates change it at all.
+fn changes(templates: &[Planned]) -> bool {
+    templates.iter().any(|t| !t.ops.is_empty())
+}
+
+/// How much each edit grows the text, at the edit's offset.
+fn growth(edits: &[splice::Edit]) -> Vec<(usize, isize)> {
+    edits
+        .iter()
+        .map(|e| {
+            let grown = e.text.len().cast_signed() - (e.end - e.at).cast_signed();
+            (e.at, grown)
+        })
+        .collect()
+}
+
+/// One input stream: its documents, what they become, and the operations
+/// that make them.
+struct Stream<'a> {
+    input: &'a str,
+    file: &'a str,
+    docs: &'a [yaml::Document],
+    values: &'a [Value],
+    planned: &'a [Vec<Planned>],
+}
+
+impl Stream<'_> {
+    /// The edits of one round: each changed document spliced, or written
+    /// normalised when it already is or its operations cannot be spliced
+    /// (then it joins `normalised`).
+    fn round_edits(
+        &self,
+        normalised: &mut Normalised,
+        style: splice::Style,
+    ) -> Result<Vec<splice::Edit>, ManifestError> {
+        let mut edits = Vec::new();
+        for (i, (doc, templates)) in self.docs.iter().zip(self.planned).enumerate() {
+            if !changes(templates) {
+                continue;
+            }
+            if !is_normalised(normalised, i) {
+                match template_edits(self.input, doc, templates, style) {
+                    Ok(spliced) => {
+                        edits.extend(spliced);
+                        continue;
+                    }
+                    Err(reason) => normalised.push((i, reason)),
+                }
+            }
+            edits.push(normalise(self.input, doc, &self.values[i], style.eol)?);
+        }
+        Ok(edits)
+    }
+
+    /// The first document that the whole spliced `text` does not read back
+    /// as; when the text does not read as as many documents, the first
+    /// document still spliced.
+    fn first_wrong(&self, text: &str, normalised: &Normalised) -> Option<usize> {
+        let count = self.docs.len();
+        match parse(text, self.file) {
+            Ok(out) if out.len() == count => (0..count).find(|&i| {
+                doc_value(&out[i], self.file, i + 1).ok().as_ref() != Some(&self.values[i])
+            }),
+            _ => Some(
+                (0..count)
+                    .find(|&i| changes(&self.planned[i]) && !is_normalised(normalised, i))
+                    .unwrap_or(0),
+            ),
+        }
+    }
+
+    /// Counts the spliced and normalised documents, and warns about each
+    /// document written normalised.
+    fn finish(&self, normalised: &Normalised, warnings: &mut Vec<String>, report: &mut Report) {
+        report.normalised = normalised.len();
+        report.spliced = self.planned.iter().filter(|t| changes(t)).count() - normalised.len();
+        for (i, reason) in normalised {
+            let object = self.docs[*i]
+                .root
+                .as_ref()
+                .map_or_else(String::new, describe_node);
+            warnings.push(format!(
+                "document {} ({object}): written normalised, without its comments: the injection cannot be spliced into the text: {reason}",
+                i + 1
+            ));
+        }
+    }
+
+    /// The error for a document (`None`: the whole stream) that does not
+    /// read back as the operations made it.
+    fn read_back_error(&self, document: Option<usize>) -> ManifestError {
+        match document {
+            Some(i) => ManifestError::ReadBack {
+                file: self.file.to_owned(),
+                document: i + 1,
+                object: self.docs[i]
+                    .root
+                    .as_ref()
+                    .map_or_else(String::new, describe_node),
+            },
+            None => ManifestError::ReadBack {
+                file: self.file.to_owned(),
+                document: 1,
+                object: "stream".to_owned(),
+            },
+        }
+    }
+}
+
+/// The edits that splice every template of one document, or why one
+/// cannot be spliced.
+fn template_edits(
+    input: &str,
+    doc: &yaml::Document,
+    templates: &[Planned],
+    style: splice::Style,
+) -> Result<Vec<splice::Edit>, String> {
+    let mut edits = Vec::new();
+    for t in templates.iter().filter(|t| !t.ops.is_empty()) {
+        edits.extend(splice::edits(input, doc, &t.base, &t.ops, style)?);
+    }
+    Ok(edits)
 }
 
 /// Whether every changed document's text in `text` (the input with edits
@@ -558,6 +608,9 @@ const REMOVED: &[(&str, &str)] = &[
 /// Lists nest rarely; a bound keeps hostile input from recursing deeply.
 const MAX_LIST_DEPTH: usize = 8;
 
+/// Injects the pod template of the object `doc` (at the path `at` from the
+/// document's root), or of each item of a `List`; warns about objects it
+/// leaves alone for a reason the user may not expect.
 fn inject_object(
     doc: &mut Value,
     ctx: &mut Ctx<'_>,
@@ -573,18 +626,7 @@ fn inject_object(
         .and_then(Value::as_str)
         .unwrap_or("");
     if kind.ends_with("List") && object.get("items").is_some_and(Value::is_array) {
-        if depth >= MAX_LIST_DEPTH {
-            return Ok(());
-        }
-        if let Some(Value::Array(items)) = doc.get_mut("items") {
-            for (i, item) in items.iter_mut().enumerate() {
-                at.push("items".to_owned());
-                at.push(i.to_string());
-                inject_object(item, ctx, at, depth + 1)?;
-                at.truncate(at.len() - 2);
-            }
-        }
-        return Ok(());
+        return inject_list(doc, ctx, at, depth);
     }
     if REMOVED.contains(&(api_version, kind)) {
         ctx.warnings.push(format!(
@@ -597,19 +639,7 @@ fn inject_object(
     // `apps/v1` → `apps`; `v1` → the core group.
     let group = api_version.split_once('/').map_or("", |(group, _)| group);
     let Some(pointer) = plan::pod_template_pointer(group, kind) else {
-        // A template-like field that asks for the shim in a kind we do not
-        // know (an OpenShift DeploymentConfig, a CRD): say why nothing happens.
-        let asks = doc
-            .pointer("/spec/template/metadata/annotations")
-            .and_then(Value::as_object)
-            .is_some_and(|a| a.keys().any(|k| k.starts_with(crate::annotations::PREFIX)));
-        if asks {
-            ctx.warnings.push(format!(
-                "document {} ({}): {api_version} {kind} is not a kind forcebacklog injects; left as it is",
-                ctx.document,
-                describe(doc)
-            ));
-        }
+        warn_unknown_kind(doc, ctx, api_version, kind);
         return Ok(());
     };
     let object_name = describe(doc);
@@ -621,15 +651,64 @@ fn inject_object(
     }
     let mut base = at.clone();
     base.extend(yaml::pointer_tokens(pointer));
+    inject_template(template, ctx, base, &object_name)
+}
+
+/// Injects each item of a `List` (up to [`MAX_LIST_DEPTH`] lists deep).
+fn inject_list(
+    doc: &mut Value,
+    ctx: &mut Ctx<'_>,
+    at: &mut Vec<String>,
+    depth: usize,
+) -> Result<(), ManifestError> {
+    if depth >= MAX_LIST_DEPTH {
+        return Ok(());
+    }
+    if let Some(Value::Array(items)) = doc.get_mut("items") {
+        for (i, item) in items.iter_mut().enumerate() {
+            at.push("items".to_owned());
+            at.push(i.to_string());
+            inject_object(item, ctx, at, depth + 1)?;
+            at.truncate(at.len() - 2);
+        }
+    }
+    Ok(())
+}
+
+/// A template-like field that asks for the shim in a kind we do not know
+/// (an OpenShift DeploymentConfig, a CRD): say why nothing happens.
+fn warn_unknown_kind(doc: &Value, ctx: &mut Ctx<'_>, api_version: &str, kind: &str) {
+    let asks = doc
+        .pointer("/spec/template/metadata/annotations")
+        .and_then(Value::as_object)
+        .is_some_and(|a| a.keys().any(|k| k.starts_with(crate::annotations::PREFIX)));
+    if asks {
+        ctx.warnings.push(format!(
+            "document {} ({}): {api_version} {kind} is not a kind forcebacklog injects; left as it is",
+            ctx.document,
+            describe(doc)
+        ));
+    }
+}
+
+/// Runs one pod template (at `base` from the document's root) through the
+/// mutation core, applies the operations to it, and keeps them to be
+/// spliced, with the counts and warnings.
+fn inject_template(
+    template: &mut Value,
+    ctx: &mut Ctx<'_>,
+    base: Vec<String>,
+    object_name: &str,
+) -> Result<(), ManifestError> {
     let mutation = {
         let view: PodView<'_> = serde_path_to_error::deserialize(&*template)
-            .map_err(|e| template_error(ctx, &object_name, &base, &e))?;
+            .map_err(|e| template_error(ctx, object_name, &base, &e))?;
         patch::mutate(&view, ctx.defaults, ctx.injector)
     };
     patch::apply(template, &mutation.ops).map_err(|source| ManifestError::Apply {
         file: ctx.file.to_owned(),
         document: ctx.document,
-        object: object_name.clone(),
+        object: object_name.to_owned(),
         source,
     })?;
     ctx.report.templates += 1;

@@ -137,141 +137,29 @@ pub fn edits(
     style: Style,
 ) -> Result<Vec<Edit>, String> {
     let root = doc.root.as_ref().ok_or("the document is empty")?;
-    // A JSON document (`kubectl get -o json`) gets JSON additions.
-    let json = is_json(root);
-    let flow_of = |value: &Value| {
-        if json {
-            value.to_string()
-        } else {
-            flow_text(value)
-        }
+    let writer = Writer {
+        json: is_json(root),
     };
-    let key = |k: &str| {
-        if json {
-            Value::String(k.to_owned()).to_string()
-        } else {
-            scalar_key(k)
-        }
-    };
+    let mut added = Insertions::default();
     let mut out = Vec::with_capacity(ops.len());
-    // Elements added to each block or flow sequence so far (by the
-    // sequence's offset): their indices in the array as it is now.
-    let mut added: HashMap<usize, Vec<usize>> = HashMap::new();
     for (path, mut tokens, value) in fold(base, ops)? {
         let op = path.as_str();
         let last = tokens.pop().ok_or("the operation replaces the document")?;
-        let nodes = yaml::walk(root, &tokens)
-            .ok_or_else(|| format!("{} is not written out in the text", op))?;
-        if let Some(shared) = nodes.iter().find(|n| doc.aliased.contains(&n.anchor)) {
-            return Err(format!(
-                "{} is inside an anchor (line {}) that an alias repeats",
-                op, shared.line
-            ));
-        }
-        let parent = nodes.last().copied().ok_or("no parent")?;
+        let parent = parent_of(doc, root, &tokens, op)?;
         let edit = match &parent.kind {
-            Kind::Map { flow, .. } => match parent.get(&last) {
-                Some(existing) if json => replace_json(existing, &value, &doc.aliased)?,
-                Some(existing) => replace(input, parent, existing, &value, style, &doc.aliased)?,
-                None if *flow => flow_add(
-                    input,
-                    parent,
-                    '}',
-                    &format!("{}: {}", key(&last), flow_of(&value)),
-                )?,
-                None => {
-                    let (at, prefix) = after(input, parent)?;
-                    let col = column(input, parent.start);
-                    let mut text = String::new();
-                    if prefix {
-                        text.push_str(style.eol);
-                    }
-                    text.push_str(&" ".repeat(col));
-                    text.push_str(&scalar_key(&last));
-                    text.push(':');
-                    block_value(&mut text, &value, col, style);
-                    text.push_str(style.eol);
-                    Edit {
-                        at,
-                        end: at,
-                        text,
-                        indent: 2 * col,
-                    }
-                }
-            },
+            Kind::Map { .. } => add_to_map(input, doc, parent, &last, &value, writer, style)?,
             Kind::Seq { flow, items } => {
-                let news = added.entry(parent.start).or_default();
-                let now = items.len() + news.len();
-                let index = if last == "-" {
-                    now
-                } else {
-                    last.parse::<usize>()
-                        .ok()
-                        .filter(|&i| i <= now && !news.contains(&i))
-                        .ok_or_else(|| format!("{}: not an index to insert at", op))?
-                };
-                // The original element the new one goes before (none: append).
-                let before =
-                    (index < now).then(|| index - news.iter().filter(|&&p| p < index).count());
-                for p in news.iter_mut().filter(|p| **p >= index) {
-                    *p += 1;
-                }
-                news.push(index);
+                let before = added.insert(parent.start, items.len(), &last, op)?;
                 let target = before.and_then(|j| items.get(j));
                 match (flow, target) {
-                    (true, None) => flow_add(input, parent, ']', &flow_of(&value))?,
+                    (true, None) => flow_add(input, parent, ']', &writer.flow(&value))?,
                     (true, Some(item)) => Edit {
                         at: item.start,
                         end: item.start,
-                        text: format!("{}, ", flow_of(&value)),
+                        text: format!("{}, ", writer.flow(&value)),
                         indent: usize::MAX,
                     },
-                    (false, _) => {
-                        if input.as_bytes().get(parent.start) != Some(&b'-') {
-                            return Err(format!("{}: the list's first `-` was not found", op));
-                        }
-                        let dash = column(input, parent.start);
-                        let mut item = String::from("-");
-                        block_item(&mut item, &value, dash, style);
-                        if let Some(target) = target {
-                            let at = yaml::dash_before(input, target.start)
-                                .filter(|&at| column(input, at) == dash)
-                                .ok_or_else(|| format!("{}: the item's `-` was not found", op))?;
-                            match comments_above(input, at) {
-                                // Before the comments that belong to the item.
-                                Some(line) => Edit {
-                                    at: line,
-                                    end: line,
-                                    text: format!("{}{item}{}", " ".repeat(dash), style.eol),
-                                    indent: 2 * dash + 1,
-                                },
-                                None => {
-                                    item.push_str(style.eol);
-                                    item.push_str(&" ".repeat(dash));
-                                    Edit {
-                                        at,
-                                        end: at,
-                                        text: item,
-                                        indent: 2 * dash + 1,
-                                    }
-                                }
-                            }
-                        } else {
-                            let (at, prefix) = after(input, parent)?;
-                            let text = format!(
-                                "{}{}{item}{}",
-                                if prefix { style.eol } else { "" },
-                                " ".repeat(dash),
-                                style.eol
-                            );
-                            Edit {
-                                at,
-                                end: at,
-                                text,
-                                indent: 2 * dash + 1,
-                            }
-                        }
-                    }
+                    (false, _) => add_block_item(input, parent, target, &value, style, op)?,
                 }
             }
             _ => {
@@ -281,6 +169,188 @@ pub fn edits(
         out.push(edit);
     }
     Ok(out)
+}
+
+/// How added values are written: a JSON document (`kubectl get -o json`)
+/// gets JSON additions, a YAML document YAML ones.
+#[derive(Debug, Clone, Copy)]
+struct Writer {
+    /// Whether the document is JSON.
+    json: bool,
+}
+
+impl Writer {
+    /// `value` written on one line (flow style, or JSON).
+    fn flow(self, value: &Value) -> String {
+        if self.json {
+            value.to_string()
+        } else {
+            flow_text(value)
+        }
+    }
+
+    /// A mapping key written on one line.
+    fn key(self, key: &str) -> String {
+        if self.json {
+            Value::String(key.to_owned()).to_string()
+        } else {
+            scalar_key(key)
+        }
+    }
+}
+
+/// The elements added to each block or flow sequence so far (by the
+/// sequence's offset): their indices in the array as it is now.
+#[derive(Debug, Default)]
+struct Insertions(HashMap<usize, Vec<usize>>);
+
+impl Insertions {
+    /// Records an element added at `last` (an index or `-`) to the sequence
+    /// at offset `seq` that had `len` items in the text, and returns the
+    /// original item it goes before (`None`: it is appended).
+    fn insert(
+        &mut self,
+        seq: usize,
+        len: usize,
+        last: &str,
+        op: &str,
+    ) -> Result<Option<usize>, String> {
+        let news = self.0.entry(seq).or_default();
+        let now = len + news.len();
+        let index = if last == "-" {
+            now
+        } else {
+            last.parse::<usize>()
+                .ok()
+                .filter(|&i| i <= now && !news.contains(&i))
+                .ok_or_else(|| format!("{}: not an index to insert at", op))?
+        };
+        let before = (index < now).then(|| index - news.iter().filter(|&&p| p < index).count());
+        for p in news.iter_mut().filter(|p| **p >= index) {
+            *p += 1;
+        }
+        news.push(index);
+        Ok(before)
+    }
+}
+
+/// The node the operation `op` adds to (`tokens`: its path from the root),
+/// unless it is not in the text or an alias repeats it.
+fn parent_of<'d>(
+    doc: &Document,
+    root: &'d Node,
+    tokens: &[String],
+    op: &str,
+) -> Result<&'d Node, String> {
+    let nodes =
+        yaml::walk(root, tokens).ok_or_else(|| format!("{} is not written out in the text", op))?;
+    if let Some(shared) = nodes.iter().find(|n| doc.aliased.contains(&n.anchor)) {
+        return Err(format!(
+            "{} is inside an anchor (line {}) that an alias repeats",
+            op, shared.line
+        ));
+    }
+    nodes.last().copied().ok_or_else(|| "no parent".to_owned())
+}
+
+/// The edit that sets the key `last` of the mapping `parent` to `value`:
+/// a replacement when the key is there, else a new entry at its end.
+fn add_to_map(
+    input: &str,
+    doc: &Document,
+    parent: &Node,
+    last: &str,
+    value: &Value,
+    writer: Writer,
+    style: Style,
+) -> Result<Edit, String> {
+    match parent.get(last) {
+        Some(existing) if writer.json => replace_json(existing, value, &doc.aliased),
+        Some(existing) => replace(input, parent, existing, value, style, &doc.aliased),
+        None if matches!(parent.kind, Kind::Map { flow: true, .. }) => flow_add(
+            input,
+            parent,
+            '}',
+            &format!("{}: {}", writer.key(last), writer.flow(value)),
+        ),
+        None => add_block_entry(input, parent, last, value, style),
+    }
+}
+
+/// The edit that adds `key: value` as the last entry of the block mapping
+/// `parent`, at its column.
+fn add_block_entry(
+    input: &str,
+    parent: &Node,
+    key: &str,
+    value: &Value,
+    style: Style,
+) -> Result<Edit, String> {
+    let (at, prefix) = after(input, parent)?;
+    let col = column(input, parent.start);
+    let mut text = String::new();
+    if prefix {
+        text.push_str(style.eol);
+    }
+    text.push_str(&" ".repeat(col));
+    text.push_str(&scalar_key(key));
+    text.push(':');
+    block_value(&mut text, value, col, style);
+    text.push_str(style.eol);
+    Ok(Edit {
+        at,
+        end: at,
+        text,
+        indent: 2 * col,
+    })
+}
+
+/// The edit that adds `- value` to the block sequence `parent`: before the
+/// item `target` (and the comments above it), or after its last item.
+fn add_block_item(
+    input: &str,
+    parent: &Node,
+    target: Option<&Node>,
+    value: &Value,
+    style: Style,
+    op: &str,
+) -> Result<Edit, String> {
+    if input.as_bytes().get(parent.start) != Some(&b'-') {
+        return Err(format!("{}: the list's first `-` was not found", op));
+    }
+    let dash = column(input, parent.start);
+    let mut item = String::from("-");
+    block_item(&mut item, value, dash, style);
+    let Some(target) = target else {
+        let (at, prefix) = after(input, parent)?;
+        let text = format!(
+            "{}{}{item}{}",
+            if prefix { style.eol } else { "" },
+            " ".repeat(dash),
+            style.eol
+        );
+        return Ok(Edit {
+            at,
+            end: at,
+            text,
+            indent: 2 * dash + 1,
+        });
+    };
+    let at = yaml::dash_before(input, target.start)
+        .filter(|&at| column(input, at) == dash)
+        .ok_or_else(|| format!("{}: the item's `-` was not found", op))?;
+    let (at, text) = match comments_above(input, at) {
+        // Before the comments that belong to the item.
+        Some(line) => (line, format!("{}{item}{}", " ".repeat(dash), style.eol)),
+        // On the item's line, after its indentation.
+        None => (at, format!("{item}{}{}", style.eol, " ".repeat(dash))),
+    };
+    Ok(Edit {
+        at,
+        end: at,
+        text,
+        indent: 2 * dash + 1,
+    })
 }
 
 /// When the `-` at `dash` starts its line (after spaces), the start of the

@@ -162,46 +162,64 @@ pub fn parse(input: &str) -> Result<Vec<Document>, SyntaxError> {
     options.block_scalar_eof_without_line_feed = true;
     options.emit_comments = false;
     let mut parser = Parser::new_from_str_with_options(input, options);
-    let mut docs = Vec::new();
-    let mut stack: Vec<Partial> = Vec::new();
-    let mut current: Option<Document> = None;
+    let mut builder = Builder {
+        input,
+        docs: Vec::new(),
+        stack: Vec::new(),
+        current: None,
+    };
     while let Some(event) = parser.next_event() {
         let (event, span) = event.map_err(|e| {
             let marker = e.marker();
-            let (object, path) = context(&stack);
-            SyntaxError {
-                document: docs.len() + 1,
-                line: marker.line(),
-                column: marker.col() + 1,
-                message: e.kind().to_string(),
-                object,
-                path,
-            }
+            builder.syntax_error(marker.line(), marker.col() + 1, e.kind().to_string())
         })?;
         let start = span.start.byte_offset().unwrap_or(0);
         let end = span.end.byte_offset().unwrap_or(start);
-        let line = span.start.line();
+        builder.event(event, start, end, span.start.line());
+    }
+    Ok(builder.docs)
+}
+
+/// The documents read so far, and the collections open in the current one.
+struct Builder<'a> {
+    input: &'a str,
+    docs: Vec<Document>,
+    stack: Vec<Partial>,
+    current: Option<Document>,
+}
+
+impl Builder<'_> {
+    /// A syntax error at `line` and `column` (1-based) of the document being read.
+    fn syntax_error(&self, line: usize, column: usize, message: String) -> SyntaxError {
+        let (object, path) = context(&self.stack);
+        SyntaxError {
+            document: self.docs.len() + 1,
+            line,
+            column,
+            message,
+            object,
+            path,
+        }
+    }
+
+    /// Takes one parser event whose text is `start..end`, starting on `line`.
+    fn event(&mut self, event: Event<'_>, start: usize, end: usize, line: usize) {
         let node = match event {
             Event::DocumentStart(..) => {
-                current = Some(Document {
+                self.current = Some(Document {
                     root: None,
                     aliased: HashSet::new(),
                 });
-                continue;
+                return;
             }
             Event::DocumentEnd => {
-                if let Some(doc) = current.take() {
-                    docs.push(doc);
+                if let Some(doc) = self.current.take() {
+                    self.docs.push(doc);
                 }
-                continue;
+                return;
             }
-            Event::Anchor(..)
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::Comment(..)
-            | Event::UnresolvedAlias(..) => continue,
             Event::Alias(id) => {
-                if let Some(doc) = current.as_mut() {
+                if let Some(doc) = self.current.as_mut() {
                     doc.aliased.insert(id);
                 }
                 Node {
@@ -223,61 +241,79 @@ pub fn parse(input: &str) -> Result<Vec<Document>, SyntaxError> {
                 line,
                 anchor,
             },
-            Event::SequenceStart(style, anchor, _) | Event::MappingStart(style, anchor, _) => {
-                let flow = style == StructureStyle::Flow;
-                let is_map = matches!(event, Event::MappingStart(..));
-                let start = if !flow && !is_map {
-                    dash_before(input, start).unwrap_or(start)
-                } else {
-                    start
-                };
-                stack.push(Partial {
-                    node: Node {
-                        kind: if is_map {
-                            Kind::Map {
-                                flow,
-                                entries: Vec::new(),
-                            }
-                        } else {
-                            Kind::Seq {
-                                flow,
-                                items: Vec::new(),
-                            }
-                        },
-                        start,
-                        end: start,
-                        line,
-                        anchor,
-                    },
-                    key: None,
-                });
-                continue;
+            Event::SequenceStart(style, anchor, _) => {
+                return self.open(false, style == StructureStyle::Flow, anchor, start, line);
             }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let Some(mut done) = stack.pop() else {
-                    continue;
-                };
-                done.node.end = match &done.node.kind {
-                    Kind::Map { flow: true, .. } | Kind::Seq { flow: true, .. } => end,
-                    Kind::Map { entries, .. } => entries.last().map_or(end, |(_, v)| v.end),
-                    Kind::Seq { items, .. } => items.last().map_or(end, |v| v.end),
-                    _ => end,
-                };
-                done.node
+            Event::MappingStart(style, anchor, _) => {
+                return self.open(true, style == StructureStyle::Flow, anchor, start, line);
             }
-            // Events a later parser version adds: presentation only.
-            _ => continue,
+            Event::SequenceEnd | Event::MappingEnd => match self.close(end) {
+                Some(done) => done,
+                None => return,
+            },
+            // Anchors, comments, the stream's bounds, unresolved aliases,
+            // and events a later parser version adds: presentation only.
+            _ => return,
         };
-        match stack.last_mut() {
+        self.add(node);
+    }
+
+    /// Opens a mapping (`is_map`) or a sequence starting at `start` (a
+    /// block sequence: at its first `-`).
+    fn open(&mut self, is_map: bool, flow: bool, anchor: usize, start: usize, line: usize) {
+        let start = if !flow && !is_map {
+            dash_before(self.input, start).unwrap_or(start)
+        } else {
+            start
+        };
+        let kind = if is_map {
+            Kind::Map {
+                flow,
+                entries: Vec::new(),
+            }
+        } else {
+            Kind::Seq {
+                flow,
+                items: Vec::new(),
+            }
+        };
+        self.stack.push(Partial {
+            node: Node {
+                kind,
+                start,
+                end: start,
+                line,
+                anchor,
+            },
+            key: None,
+        });
+    }
+
+    /// Closes the innermost collection: a flow one ends at its bracket
+    /// (`end`), a block one with its last value.
+    fn close(&mut self, end: usize) -> Option<Node> {
+        let mut done = self.stack.pop()?;
+        done.node.end = match &done.node.kind {
+            Kind::Map { flow: true, .. } | Kind::Seq { flow: true, .. } => end,
+            Kind::Map { entries, .. } => entries.last().map_or(end, |(_, v)| v.end),
+            Kind::Seq { items, .. } => items.last().map_or(end, |v| v.end),
+            _ => end,
+        };
+        Some(done.node)
+    }
+
+    /// Adds a finished node to the open collection, or makes it the
+    /// document's root.
+    fn add(&mut self, node: Node) {
+        match self.stack.last_mut() {
             Some(parent) => parent.push(node),
             None => {
-                if let Some(doc) = current.as_mut() {
+                if let Some(doc) = self.current.as_mut() {
                     doc.root = Some(node);
                 }
             }
         }
     }
-    Ok(docs)
 }
 
 /// A collection being read.
@@ -468,6 +504,8 @@ impl Reader {
         Ok(value)
     }
 
+    /// A mapping's value: its keys resolved as kubectl resolves them,
+    /// duplicates rejected, and merge keys (`<<`) applied after them.
     fn mapping(
         &mut self,
         entries: &[(Node, Node)],
@@ -477,55 +515,13 @@ impl Reader {
         let mut lines: HashMap<String, usize> = HashMap::new();
         let mut merged = Vec::new();
         for (key, value) in entries {
-            let Kind::Scalar {
-                value: text,
-                style,
-                tag,
-            } = &key.kind
-            else {
-                if let Kind::Alias(_) = key.kind {
-                    // An alias as a key: its scalar value.
-                    let k = self.value(key, path)?;
-                    if !k.is_object() && !k.is_array() {
-                        let name = key_string(&k);
-                        let v = self.child(value, path, &name)?;
-                        insert(&mut out, &mut lines, name, key.line, v, path)?;
-                        continue;
-                    }
+            match self.key(key, path)? {
+                Key::Merge => self.merge_sources(value, path, &mut merged)?,
+                Key::Name(name) => {
+                    let v = self.child(value, path, &name)?;
+                    insert(&mut out, &mut lines, name, key.line, v, path)?;
                 }
-                return Err(ValueError::ComplexKey {
-                    path: path.clone(),
-                    line: key.line,
-                });
-            };
-            if text == "<<"
-                && *style == ScalarStyle::Plain
-                && tag.as_deref().is_none_or(|t| t == "!!merge")
-            {
-                let v = self.value(value, path)?;
-                match v {
-                    Value::Object(m) => merged.push(m),
-                    Value::Array(items) => {
-                        for item in items {
-                            match item {
-                                Value::Object(m) => merged.push(m),
-                                _ => return Err(merge_error(path, value.line)),
-                            }
-                        }
-                    }
-                    _ => return Err(merge_error(path, value.line)),
-                }
-                continue;
             }
-            let name = key_string(&resolve(text, *style, tag.as_deref()).map_err(|message| {
-                ValueError::Scalar {
-                    path: path.clone(),
-                    line: key.line,
-                    message,
-                }
-            })?);
-            let v = self.child(value, path, &name)?;
-            insert(&mut out, &mut lines, name, key.line, v, path)?;
         }
         // Merged keys never override explicit ones; earlier merges win.
         for m in merged {
@@ -536,6 +532,64 @@ impl Reader {
         Ok(Value::Object(out))
     }
 
+    /// What the key node `key` of a mapping is: a merge key, or the JSON
+    /// name of a scalar (or of an alias of a scalar).
+    fn key(&mut self, key: &Node, path: &mut String) -> Result<Key, ValueError> {
+        match &key.kind {
+            Kind::Scalar { value, style, tag } => {
+                if is_merge_key(value, *style, tag.as_deref()) {
+                    return Ok(Key::Merge);
+                }
+                let resolved = resolve(value, *style, tag.as_deref()).map_err(|message| {
+                    ValueError::Scalar {
+                        path: path.clone(),
+                        line: key.line,
+                        message,
+                    }
+                })?;
+                Ok(Key::Name(key_string(&resolved)))
+            }
+            Kind::Alias(_) => {
+                // An alias as a key: its scalar value.
+                let k = self.value(key, path)?;
+                if !k.is_object() && !k.is_array() {
+                    return Ok(Key::Name(key_string(&k)));
+                }
+                Err(ValueError::ComplexKey {
+                    path: path.clone(),
+                    line: key.line,
+                })
+            }
+            _ => Err(ValueError::ComplexKey {
+                path: path.clone(),
+                line: key.line,
+            }),
+        }
+    }
+
+    /// The mappings a merge key's `value` brings in: a mapping, or a list
+    /// of mappings.
+    fn merge_sources(
+        &mut self,
+        value: &Node,
+        path: &mut String,
+        merged: &mut Vec<Map<String, Value>>,
+    ) -> Result<(), ValueError> {
+        match self.value(value, path)? {
+            Value::Object(m) => merged.push(m),
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        Value::Object(m) => merged.push(m),
+                        _ => return Err(merge_error(path, value.line)),
+                    }
+                }
+            }
+            _ => return Err(merge_error(path, value.line)),
+        }
+        Ok(())
+    }
+
     fn child(&mut self, node: &Node, path: &mut String, key: &str) -> Result<Value, ValueError> {
         let len = path.len();
         push_key(path, key);
@@ -543,6 +597,19 @@ impl Reader {
         path.truncate(len);
         v
     }
+}
+
+/// A mapping key, as the JSON reading sees it.
+enum Key {
+    /// The merge key `<<` (plain, untagged or tagged `!!merge`).
+    Merge,
+    /// A key with this JSON name.
+    Name(String),
+}
+
+/// Whether a scalar key is the merge key `<<`.
+fn is_merge_key(text: &str, style: ScalarStyle, tag: Option<&str>) -> bool {
+    text == "<<" && style == ScalarStyle::Plain && tag.is_none_or(|t| t == "!!merge")
 }
 
 fn merge_error(path: &str, line: usize) -> ValueError {
