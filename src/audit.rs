@@ -389,6 +389,63 @@ pub fn fix(namespace: &str, owner: &Owner, missed: &[&str]) -> String {
     }
 }
 
+/// One pod in `--output json`.
+#[derive(Serialize)]
+struct PodJson<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    owner: &'a Owner,
+    state: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+impl<'a> PodJson<'a> {
+    fn of(p: &'a PodReport) -> Self {
+        PodJson {
+            namespace: &p.namespace,
+            name: &p.name,
+            owner: &p.owner,
+            state: p.state.as_str(),
+            reason: p.state.reason(),
+        }
+    }
+}
+
+/// One owner in `--output json`: its counts, missed pods and fix.
+#[derive(Serialize)]
+struct OwnerJson<'a> {
+    namespace: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    injected: usize,
+    skipped: usize,
+    missed: usize,
+    missed_pods: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<&'a str>,
+}
+
+impl<'a> OwnerJson<'a> {
+    fn of(o: &'a OwnerReport) -> Self {
+        OwnerJson {
+            namespace: &o.namespace,
+            kind: &o.owner.kind,
+            name: &o.owner.name,
+            injected: o.count("injected"),
+            skipped: o.count("skipped"),
+            missed: o.count("missed"),
+            missed_pods: o
+                .pods
+                .iter()
+                .filter(|p| p.state == State::Missed)
+                .map(|p| p.name.as_str())
+                .collect(),
+            fix: o.fix.as_deref(),
+        }
+    }
+}
+
 /// The audit: every pod that asks, grouped by owner.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Report {
@@ -411,58 +468,13 @@ impl Report {
 
     /// The report as `--output json` prints it.
     pub fn to_json(&self) -> serde_json::Value {
-        #[derive(Serialize)]
-        struct PodJson<'a> {
-            namespace: &'a str,
-            name: &'a str,
-            owner: &'a Owner,
-            state: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            reason: Option<&'a str>,
-        }
-        #[derive(Serialize)]
-        struct OwnerJson<'a> {
-            namespace: &'a str,
-            kind: &'a str,
-            name: &'a str,
-            injected: usize,
-            skipped: usize,
-            missed: usize,
-            missed_pods: Vec<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            fix: Option<&'a str>,
-        }
         let pods: Vec<PodJson<'_>> = self
             .owners
             .iter()
             .flat_map(|o| &o.pods)
-            .map(|p| PodJson {
-                namespace: &p.namespace,
-                name: &p.name,
-                owner: &p.owner,
-                state: p.state.as_str(),
-                reason: p.state.reason(),
-            })
+            .map(PodJson::of)
             .collect();
-        let owners: Vec<OwnerJson<'_>> = self
-            .owners
-            .iter()
-            .map(|o| OwnerJson {
-                namespace: &o.namespace,
-                kind: &o.owner.kind,
-                name: &o.owner.name,
-                injected: o.count("injected"),
-                skipped: o.count("skipped"),
-                missed: o.count("missed"),
-                missed_pods: o
-                    .pods
-                    .iter()
-                    .filter(|p| p.state == State::Missed)
-                    .map(|p| p.name.as_str())
-                    .collect(),
-                fix: o.fix.as_deref(),
-            })
-            .collect();
+        let owners: Vec<OwnerJson<'_>> = self.owners.iter().map(OwnerJson::of).collect();
         serde_json::json!({
             "scope": self.scope,
             "pods": pods,
@@ -620,35 +632,74 @@ async fn client(options: &Options) -> Result<(kube::Client, Scope), Error> {
     Ok((client, scope))
 }
 
+/// Lists the pods that ask in the scope, and reports each under its owner.
 async fn audit(options: &Options) -> Result<Report, Error> {
     let (client, scope) = client(options).await?;
-    let (pods_api, namespaces_params, scope_text): (Api<Pod>, ListParams, String) = match &scope {
-        Scope::Namespace(ns) => (
-            Api::namespaced(client.clone(), ns),
-            ListParams::default()
-                .labels(NAMESPACE_LABEL)
-                .fields(&format!("metadata.name={ns}")),
-            format!("namespace {ns}"),
-        ),
-        Scope::All | Scope::ContextNamespace => (
-            Api::all(client.clone()),
-            ListParams::default().labels(NAMESPACE_LABEL),
-            "all namespaces".to_owned(),
-        ),
-    };
+    let scoped = Scoped::of(&client, &scope);
+    let opt_in = namespace_opt_ins(&client, &scoped.namespaces).await?;
+    let asking = asking_pods(&scoped, &opt_in).await?;
+    let pods = pod_reports(&client, asking).await?;
+    Ok(Report {
+        scope: scoped.text,
+        owners: group(pods),
+    })
+}
 
-    // Only labelled namespaces matter; the others opt nothing in or out.
+/// What an audit's scope lists: its pods, its labelled namespaces, and how
+/// messages name it.
+struct Scoped {
+    /// The pods of the scope.
+    pods: Api<Pod>,
+    /// The list of the scope's labelled namespaces.
+    namespaces: ListParams,
+    /// `namespace NAME` or `all namespaces`.
+    text: String,
+}
+
+impl Scoped {
+    /// The lists of one namespace, or of every namespace.
+    fn of(client: &kube::Client, scope: &Scope) -> Scoped {
+        match scope {
+            Scope::Namespace(ns) => Scoped {
+                pods: Api::namespaced(client.clone(), ns),
+                namespaces: ListParams::default()
+                    .labels(NAMESPACE_LABEL)
+                    .fields(&format!("metadata.name={ns}")),
+                text: format!("namespace {ns}"),
+            },
+            Scope::All | Scope::ContextNamespace => Scoped {
+                pods: Api::all(client.clone()),
+                namespaces: ListParams::default().labels(NAMESPACE_LABEL),
+                text: "all namespaces".to_owned(),
+            },
+        }
+    }
+}
+
+/// The opt-in of each labelled namespace (only labelled namespaces matter;
+/// the others opt nothing in or out).
+async fn namespace_opt_ins(
+    client: &kube::Client,
+    params: &ListParams,
+) -> Result<HashMap<String, NamespaceOptIn>, Error> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let labelled = namespaces
-        .list_metadata(&namespaces_params)
+        .list_metadata(params)
         .await
         .map_err(|e| request_error("listing namespaces".to_owned(), &e))?;
-    let opt_in: HashMap<String, NamespaceOptIn> = labelled
+    Ok(labelled
         .items
         .iter()
         .filter_map(|n| Some((n.metadata.name.clone()?, NamespaceOptIn::of(&n.metadata))))
-        .collect();
+        .collect())
+}
 
+/// The metadata of every running pod of the scope that asks for the shim,
+/// read a page at a time.
+async fn asking_pods(
+    scoped: &Scoped,
+    opt_in: &HashMap<String, NamespaceOptIn>,
+) -> Result<Vec<ObjectMeta>, Error> {
     let mut asking: Vec<ObjectMeta> = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -659,10 +710,11 @@ async fn audit(options: &Options) -> Result<Report, Error> {
         if let Some(t) = &token {
             params = params.continue_token(t);
         }
-        let page = pods_api
+        let page = scoped
+            .pods
             .list_metadata(&params)
             .await
-            .map_err(|e| request_error(format!("listing pods in {scope_text}"), &e))?;
+            .map_err(|e| request_error(format!("listing pods in {}", scoped.text), &e))?;
         for pod in page.items {
             let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
             let namespace = opt_in.get(ns).copied().unwrap_or_default();
@@ -672,11 +724,18 @@ async fn audit(options: &Options) -> Result<Report, Error> {
         }
         token = page.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {
-            break;
+            return Ok(asking);
         }
     }
+}
 
-    // One lookup per intermediate owner, however many pods it has.
+/// Each pod's owner (followed through the ReplicaSet or Job that controls
+/// it) and state. One lookup per intermediate owner, however many pods it
+/// has.
+async fn pod_reports(
+    client: &kube::Client,
+    asking: Vec<ObjectMeta>,
+) -> Result<Vec<PodReport>, Error> {
     let mut parents: HashMap<(String, String), Option<ObjectMeta>> = HashMap::new();
     let mut pods = Vec::with_capacity(asking.len());
     for pod in asking {
@@ -686,7 +745,7 @@ async fn audit(options: &Options) -> Result<Report, Error> {
             Some((kind, reference)) => {
                 let key = (namespace.clone(), format!("{kind:?}/{}", reference.name));
                 if !parents.contains_key(&key) {
-                    let found = lookup(&client, &namespace, kind, &reference.name).await?;
+                    let found = lookup(client, &namespace, kind, &reference.name).await?;
                     parents.insert(key.clone(), found);
                 }
                 parents.get(&key).and_then(Option::as_ref)
@@ -700,10 +759,7 @@ async fn audit(options: &Options) -> Result<Report, Error> {
             namespace,
         });
     }
-    Ok(Report {
-        scope: scope_text,
-        owners: group(pods),
-    })
+    Ok(pods)
 }
 
 /// The metadata of a ReplicaSet or Job; `None` when it is gone.

@@ -253,12 +253,34 @@ fn dump(family: u8, name: &'static str) -> Result<Vec<Listener>, Error> {
         family: name,
         source,
     };
-    let mut socket = netlink_sys::Socket::new(NETLINK_SOCK_DIAG).map_err(netlink)?;
-    socket.bind_auto().map_err(netlink)?;
-    socket
-        .connect(&netlink_sys::SocketAddr::new(0, 0))
-        .map_err(netlink)?;
+    let socket = diag_socket().map_err(netlink)?;
+    socket.send(&listen_request(family), 0).map_err(netlink)?;
+    let mut found = Vec::new();
+    loop {
+        let (datagram, _) = socket.recv_from_full().map_err(netlink)?;
+        if datagram.is_empty() {
+            return Err(decode_error(
+                name,
+                "the socket closed before the end of the dump",
+            ));
+        }
+        if read_datagram(&datagram, name, &mut found)? {
+            found.sort_by_key(|l| (l.port, l.address));
+            return Ok(found);
+        }
+    }
+}
 
+/// A sock_diag netlink socket of this thread's namespace, connected to the kernel.
+fn diag_socket() -> io::Result<netlink_sys::Socket> {
+    let mut socket = netlink_sys::Socket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
+    socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+    Ok(socket)
+}
+
+/// The bytes of a dump request for the LISTEN TCP sockets of `family`.
+fn listen_request(family: u8) -> Vec<u8> {
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let mut request = NetlinkMessage::new(
@@ -280,52 +302,59 @@ fn dump(family: u8, name: &'static str) -> Result<Vec<Listener>, Error> {
     // serialize() needs exactly buffer_len() bytes.
     let mut bytes = vec![0; request.buffer_len()];
     request.serialize(&mut bytes);
-    socket.send(&bytes, 0).map_err(netlink)?;
+    bytes
+}
 
-    let decode = |reason: String| Error::Decode {
-        family: name,
-        reason,
-    };
-    let mut found = Vec::new();
-    loop {
-        let (datagram, _) = socket.recv_from_full().map_err(netlink)?;
-        if datagram.is_empty() {
-            return Err(decode(
-                "the socket closed before the end of the dump".into(),
-            ));
-        }
-        let mut offset = 0;
-        while offset < datagram.len() {
-            let message = NetlinkMessage::<SockDiagMessage>::deserialize(&datagram[offset..])
-                .map_err(|err| decode(err.to_string()))?;
-            let length = message.header.length as usize;
-            match message.payload {
-                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
-                    let header = &response.header;
-                    found.push(Listener {
-                        address: header.socket_id.source_address,
-                        port: header.socket_id.source_port,
-                        backlog: header.send_queue,
-                        queue: header.recv_queue,
-                    });
-                }
-                NetlinkPayload::Done(_) => {
-                    found.sort_by_key(|l| (l.port, l.address));
-                    return Ok(found);
-                }
-                NetlinkPayload::Error(error) => {
-                    return Err(netlink(error.to_io()));
-                }
-                NetlinkPayload::Noop | NetlinkPayload::Overrun(_) => {}
-                other => {
-                    return Err(decode(format!("unexpected message {other:?}")));
-                }
+/// Adds the listeners of one datagram of the dump of `family` to `found`;
+/// true when the datagram ends the dump.
+fn read_datagram(
+    datagram: &[u8],
+    family: &'static str,
+    found: &mut Vec<Listener>,
+) -> Result<bool, Error> {
+    let mut offset = 0;
+    while offset < datagram.len() {
+        let message = NetlinkMessage::<SockDiagMessage>::deserialize(&datagram[offset..])
+            .map_err(|err| decode_error(family, err.to_string()))?;
+        let length = message.header.length as usize;
+        match message.payload {
+            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => {
+                let header = &response.header;
+                found.push(Listener {
+                    address: header.socket_id.source_address,
+                    port: header.socket_id.source_port,
+                    backlog: header.send_queue,
+                    queue: header.recv_queue,
+                });
             }
-            if length == 0 {
-                return Err(decode("a message of length 0".into()));
+            NetlinkPayload::Done(_) => return Ok(true),
+            NetlinkPayload::Error(error) => {
+                return Err(Error::Netlink {
+                    family,
+                    source: error.to_io(),
+                });
             }
-            offset += length;
+            NetlinkPayload::Noop | NetlinkPayload::Overrun(_) => {}
+            other => {
+                return Err(decode_error(
+                    family,
+                    format!("unexpected message {other:?}"),
+                ));
+            }
         }
+        if length == 0 {
+            return Err(decode_error(family, "a message of length 0"));
+        }
+        offset += length;
+    }
+    Ok(false)
+}
+
+/// The kernel's answer for `family` could not be decoded, for `reason`.
+fn decode_error(family: &'static str, reason: impl Into<String>) -> Error {
+    Error::Decode {
+        family,
+        reason: reason.into(),
     }
 }
 
@@ -482,15 +511,23 @@ struct SocketLabels {
 /// `forcebacklog_syn_queue_full_drops_total` and
 /// `forcebacklog_syn_queue_full_cookies_total`.
 pub fn encode_metrics(snapshot: &Snapshot) -> String {
-    use prometheus_client::metrics::counter::Counter;
+    let mut registry = prometheus_client::registry::Registry::default();
+    register_sockets(&mut registry, &snapshot.sockets);
+    register_counters(&mut registry, &snapshot.counters);
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
+}
+
+/// The per-socket gauges: the backlog and the accept-queue length.
+fn register_sockets(registry: &mut prometheus_client::registry::Registry, sockets: &[Listener]) {
     use prometheus_client::metrics::family::Family;
     use prometheus_client::metrics::gauge::Gauge;
-    use prometheus_client::registry::Registry;
 
-    let mut registry = Registry::default();
     let backlog = Family::<SocketLabels, Gauge>::default();
     let queue = Family::<SocketLabels, Gauge>::default();
-    for socket in &snapshot.sockets {
+    for socket in sockets {
         let labels = SocketLabels {
             address: socket.address.to_string(),
             port: socket.port,
@@ -510,37 +547,38 @@ pub fn encode_metrics(snapshot: &Snapshot) -> String {
         "Connections waiting in a listening TCP socket's accept queue (ss Recv-Q)",
         queue,
     );
-    let counters = [
-        (
-            "forcebacklog_listen_overflows",
-            "Handshakes dropped because an accept queue was full (TcpExtListenOverflows)",
-            snapshot.counters.listen_overflows,
-        ),
-        (
-            "forcebacklog_listen_drops",
-            "SYNs and handshakes dropped by listeners, overflows included (TcpExtListenDrops)",
-            snapshot.counters.listen_drops,
-        ),
-        (
-            "forcebacklog_syn_queue_full_drops",
-            "SYNs dropped because the SYN queue was full (TcpExtTCPReqQFullDrop)",
-            snapshot.counters.req_q_full_drop,
-        ),
-        (
-            "forcebacklog_syn_queue_full_cookies",
-            "SYN cookies sent because the SYN queue was full (TcpExtTCPReqQFullDoCookies)",
-            snapshot.counters.req_q_full_do_cookies,
-        ),
-    ];
-    for (name, help, value) in counters {
+}
+
+/// The metric name and help of each counter, in the order of
+/// [`COUNTER_NAMES`] and `Counters::values`.
+const COUNTER_METRICS: [(&str, &str); 4] = [
+    (
+        "forcebacklog_listen_overflows",
+        "Handshakes dropped because an accept queue was full (TcpExtListenOverflows)",
+    ),
+    (
+        "forcebacklog_listen_drops",
+        "SYNs and handshakes dropped by listeners, overflows included (TcpExtListenDrops)",
+    ),
+    (
+        "forcebacklog_syn_queue_full_drops",
+        "SYNs dropped because the SYN queue was full (TcpExtTCPReqQFullDrop)",
+    ),
+    (
+        "forcebacklog_syn_queue_full_cookies",
+        "SYN cookies sent because the SYN queue was full (TcpExtTCPReqQFullDoCookies)",
+    ),
+];
+
+/// The namespace's counters, one family each ([`COUNTER_METRICS`]).
+fn register_counters(registry: &mut prometheus_client::registry::Registry, counters: &Counters) {
+    use prometheus_client::metrics::counter::Counter;
+
+    for ((name, help), value) in COUNTER_METRICS.into_iter().zip(counters.values()) {
         let counter = Counter::<u64>::default();
         counter.inc_by(value);
         registry.register(name, help, counter);
     }
-    let mut text = String::new();
-    // Writing into a String cannot fail.
-    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-    text
 }
 
 /// `forcebacklog sockets --serve ADDR`: serve `/metrics` (a fresh
