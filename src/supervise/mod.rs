@@ -35,7 +35,8 @@ mod ptrace;
 use std::ffi::OsString;
 use std::io::{self, IsTerminal};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitCode, ExitStatus};
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, ExitStatus};
 
 use nix::errno::Errno;
 use nix::sys::signal::{self, Signal};
@@ -238,6 +239,33 @@ fn choose(via: Via, probe: impl FnOnce() -> Result<(), String>) -> Result<Method
 /// signal number when it was killed by a signal).
 pub fn run(options: &RunOptions, command: &[OsString]) -> Result<ExitCode, SuperviseError> {
     let options = options.normalised()?;
+    let rule = supervised_rule(&options, command)?;
+    let via = Via::parse(std::env::var(VIA_ENV).ok().as_deref())?;
+    block::preflight()?;
+    let method = choose(via, block::probe_notify)?;
+    if options.debug {
+        say_method(&method);
+    }
+    nix::sys::prctl::set_child_subreaper(true).map_err(|source| SuperviseError::Sys {
+        call: "prctl(PR_SET_CHILD_SUBREAPER)",
+        source,
+    })?;
+    let exe = std::env::current_exe().map_err(|source| SuperviseError::Spawn {
+        exe: "/proc/self/exe".into(),
+        source,
+    })?;
+    let ready = prepare(method)?;
+    let child = spawn_helper(&exe, command, &ready)?;
+    let code = match ready {
+        Ok(rendezvous) => notify_supervise(rendezvous, child, rule, options.debug)?,
+        Err(fallback) => ptrace::supervise(child, rule, options.debug, fallback.as_deref())?,
+    };
+    Ok(exit_code(code))
+}
+
+/// The rule to apply, once the options and the command are ones the
+/// supervisor can run (no port list, a command, a supported architecture).
+fn supervised_rule(options: &RunOptions, command: &[OsString]) -> Result<Rule, SuperviseError> {
     if options.ports.is_some() {
         return Err(SuperviseError::PortsUnsupported);
     }
@@ -247,38 +275,36 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> Result<ExitCode, Super
     if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
         return Err(SuperviseError::UnsupportedArch);
     }
-    let rule = match options.mode.as_deref() {
+    Ok(match options.mode.as_deref() {
         Some("set") => Rule::Set(options.backlog),
         _ => Rule::Raise(options.backlog),
-    };
-    let via = Via::parse(std::env::var(VIA_ENV).ok().as_deref())?;
-    block::preflight()?;
-    let method = choose(via, block::probe_notify)?;
-    if options.debug {
-        match &method {
-            Method::Notify => eprintln!("forcebacklog: supervising via seccomp user notification"),
-            Method::Ptrace { fallback: None } => {
-                eprintln!("forcebacklog: supervising via ptrace ({VIA_ENV}=ptrace)")
-            }
-            Method::Ptrace {
-                fallback: Some(reason),
-            } => eprintln!(
-                "forcebacklog: supervising via ptrace: user notification is unavailable: {reason}"
-            ),
-        }
-    }
-    nix::sys::prctl::set_child_subreaper(true).map_err(|source| SuperviseError::Sys {
-        call: "prctl(PR_SET_CHILD_SUBREAPER)",
-        source,
-    })?;
+    })
+}
 
-    let exe = std::env::current_exe().map_err(|source| SuperviseError::Spawn {
-        exe: "/proc/self/exe".into(),
-        source,
-    })?;
-    // The method with what it needs: the rendezvous for the listener, or
-    // why user notification was not used.
-    let method = match method {
+/// Says (with `--debug`) which method supervises, and why not user
+/// notification when it is ptrace.
+fn say_method(method: &Method) {
+    match method {
+        Method::Notify => eprintln!("forcebacklog: supervising via seccomp user notification"),
+        Method::Ptrace { fallback: None } => {
+            eprintln!("forcebacklog: supervising via ptrace ({VIA_ENV}=ptrace)")
+        }
+        Method::Ptrace {
+            fallback: Some(reason),
+        } => eprintln!(
+            "forcebacklog: supervising via ptrace: user notification is unavailable: {reason}"
+        ),
+    }
+}
+
+/// The method with what it needs: the rendezvous for the listener (user
+/// notification), or why user notification was not used (ptrace).
+type Ready = Result<notify::Rendezvous, Option<String>>;
+
+/// Prepares the chosen method: user notification binds the rendezvous
+/// the helper hands its listener to.
+fn prepare(method: Method) -> Result<Ready, SuperviseError> {
+    Ok(match method {
         Method::Notify => {
             Ok(
                 notify::Rendezvous::bind().map_err(|err| SuperviseError::Handoff {
@@ -287,33 +313,44 @@ pub fn run(options: &RunOptions, command: &[OsString]) -> Result<ExitCode, Super
             )
         }
         Method::Ptrace { fallback } => Err(fallback),
-    };
-    let mut helper = Command::new(&exe);
+    })
+}
+
+/// Starts this binary again as the helper that runs `command` (told where
+/// the rendezvous is when there is one).
+fn spawn_helper(exe: &Path, command: &[OsString], ready: &Ready) -> Result<Child, SuperviseError> {
+    let mut helper = Command::new(exe);
     helper
         .arg(HELPER)
         .arg("--")
         .args(command)
         .env(SUPERVISOR_ENV, std::process::id().to_string());
-    match &method {
+    match ready {
         Ok(rendezvous) => helper.env(RENDEZVOUS_ENV, rendezvous.name()),
         Err(_) => helper.env_remove(RENDEZVOUS_ENV),
     };
-    let mut child = helper.spawn().map_err(|source| SuperviseError::Spawn {
-        exe: exe.clone(),
+    helper.spawn().map_err(|source| SuperviseError::Spawn {
+        exe: exe.to_owned(),
         source,
-    })?;
-    let code = match method {
-        Ok(rendezvous) => match rendezvous.receive(&mut child)? {
-            Ok(listener) => {
-                drop(rendezvous);
-                let main = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-                notify::supervise(listener, main, rule, options.debug)?
-            }
-            Err(code) => code,
-        },
-        Err(fallback) => ptrace::supervise(child, rule, options.debug, fallback.as_deref())?,
-    };
-    Ok(exit_code(code))
+    })
+}
+
+/// Supervises via user notification once the helper has handed over its
+/// listener; the helper's exit status when it ended before that.
+fn notify_supervise(
+    rendezvous: notify::Rendezvous,
+    mut child: Child,
+    rule: Rule,
+    debug: bool,
+) -> Result<i32, SuperviseError> {
+    match rendezvous.receive(&mut child)? {
+        Ok(listener) => {
+            drop(rendezvous);
+            let main = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+            notify::supervise(listener, main, rule, debug)
+        }
+        Err(code) => Ok(code),
+    }
 }
 
 fn exit_code(code: i32) -> ExitCode {
