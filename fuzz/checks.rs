@@ -1,5 +1,5 @@
 //! The properties the fuzz targets check on every input. Shared: the fuzz
-//! targets include this file, and `tests/prop_fuzz.rs` (part of the
+//! targets include this file, and `tests/core/prop_fuzz.rs` (part of the
 //! root's `cargo test`) runs the same checks over the committed corpus and
 //! over generated inputs.
 //!

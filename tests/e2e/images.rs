@@ -5,8 +5,6 @@
 //! loader: `LD_PRELOAD` cannot reach it), and the static pod sandbox
 //! (tests/e2e/fixtures/pause.c).
 
-#![allow(dead_code)]
-
 use crate::kubelet::{Cleanup, docker};
 use std::path::Path;
 use std::process::Command;

@@ -7,8 +7,6 @@
 //! all read from the spec. Fields it cannot honour are an error, never
 //! silently dropped.
 
-#![allow(dead_code)]
-
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! A static Rust std server for tests/run_supervise.rs: `TcpListener::bind`
+//! A static Rust std server for tests/local/supervise.rs: `TcpListener::bind`
 //! (std's own backlog, 128) on 127.0.0.1, an ephemeral port; prints
 //! `listening FD PORT ret 0 errno 0` and `ready`, then waits for stdin to
 //! close. Built at test time for x86_64-unknown-linux-musl, static.
