@@ -232,16 +232,112 @@ pub struct Metrics {
     registry: Registry,
     requests: [[Counter; Status::ALL.len()]; Endpoint::ALL.len()],
     durations: [Histogram; Endpoint::ALL.len()],
+    decisions: Decisions,
+    tls: TlsMetrics,
+    connections: Connections,
+}
+
+/// What the mutation core and `/validate` decided, beyond the request counter.
+#[derive(Debug)]
+struct Decisions {
     injections: Counter,
     skips: Family<ReasonLabels, Counter>,
     denials: Counter,
+}
+
+impl Decisions {
+    /// `injections`, `skips` by reason, and `denials`.
+    fn register(r: &mut Registry) -> Self {
+        Decisions {
+            injections: registered(
+                r,
+                "injections",
+                "Pods that got the shim",
+                Counter::default(),
+            ),
+            skips: registered(
+                r,
+                "skips",
+                "Targeted pods admitted unchanged, by reason",
+                Family::<ReasonLabels, Counter>::default(),
+            ),
+            denials: registered(
+                r,
+                "denials",
+                "Objects /validate rejected",
+                Counter::default(),
+            ),
+        }
+    }
+}
+
+/// The served certificate: its reloads and its expiry.
+#[derive(Debug)]
+struct TlsMetrics {
     reloads_ok: Counter,
     reloads_failed: Counter,
     not_after: Gauge,
-    connections_open: Gauge,
-    connections_limit: Gauge,
-    connections_refused: Counter,
-    connection_failures: [Counter; ConnFailure::ALL.len()],
+}
+
+impl TlsMetrics {
+    /// `tls_reloads` by result, and `tls_certificate_not_after_seconds`.
+    fn register(r: &mut Registry) -> Self {
+        let reloads = registered(
+            r,
+            "tls_reloads",
+            "Certificate reload attempts after the files changed",
+            Family::<ResultLabels, Counter>::default(),
+        );
+        let not_after = Gauge::default();
+        r.register_with_unit(
+            "tls_certificate_not_after",
+            "When the served certificate expires (Unix time)",
+            Unit::Seconds,
+            not_after.clone(),
+        );
+        TlsMetrics {
+            reloads_ok: reloads.get_or_create_owned(&ResultLabels { result: "success" }),
+            reloads_failed: reloads.get_or_create_owned(&ResultLabels { result: "error" }),
+            not_after,
+        }
+    }
+}
+
+/// The webhook's connections: open, the limit, refused, and failed.
+#[derive(Debug)]
+struct Connections {
+    open: Gauge,
+    limit: Gauge,
+    refused: Counter,
+    failures: [Counter; ConnFailure::ALL.len()],
+}
+
+impl Connections {
+    /// `connections_open`, `connections_limit`, `connections_refused` and
+    /// `connection_failures` by reason.
+    fn register(r: &mut Registry) -> Self {
+        Connections {
+            open: registered(
+                r,
+                "connections_open",
+                "Webhook connections open now, in the TLS handshake or after it",
+                Gauge::default(),
+            ),
+            limit: registered(
+                r,
+                "connections_limit",
+                "Webhook connections served at once (--max-connections, capped by the file-descriptor limit)",
+                Gauge::default(),
+            ),
+            refused: registered(
+                r,
+                "connections_refused",
+                "Webhook connections closed at accept because the limit was reached",
+                Counter::default(),
+            ),
+            failures: connection_failure_counters(r),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -257,73 +353,18 @@ impl Metrics {
         let r = &mut registry;
         let requests = request_counters(r);
         let durations = duration_histograms(r);
-        let injections = registered(
-            r,
-            "injections",
-            "Pods that got the shim",
-            Counter::default(),
-        );
-        let skips = registered(
-            r,
-            "skips",
-            "Targeted pods admitted unchanged, by reason",
-            Family::<ReasonLabels, Counter>::default(),
-        );
-        let denials = registered(
-            r,
-            "denials",
-            "Objects /validate rejected",
-            Counter::default(),
-        );
-        let reloads = registered(
-            r,
-            "tls_reloads",
-            "Certificate reload attempts after the files changed",
-            Family::<ResultLabels, Counter>::default(),
-        );
-        let not_after = Gauge::default();
-        r.register_with_unit(
-            "tls_certificate_not_after",
-            "When the served certificate expires (Unix time)",
-            Unit::Seconds,
-            not_after.clone(),
-        );
-        let connections_open = registered(
-            r,
-            "connections_open",
-            "Webhook connections open now, in the TLS handshake or after it",
-            Gauge::default(),
-        );
-        let connections_limit = registered(
-            r,
-            "connections_limit",
-            "Webhook connections served at once (--max-connections, capped by the file-descriptor limit)",
-            Gauge::default(),
-        );
-        let connections_refused = registered(
-            r,
-            "connections_refused",
-            "Webhook connections closed at accept because the limit was reached",
-            Counter::default(),
-        );
-        let connection_failures = connection_failure_counters(r);
+        let decisions = Decisions::register(r);
+        let tls = TlsMetrics::register(r);
+        let connections = Connections::register(r);
         Self {
             registry,
             requests,
             durations,
-            injections,
-            skips,
-            denials,
-            reloads_ok: reloads.get_or_create_owned(&ResultLabels { result: "success" }),
-            reloads_failed: reloads.get_or_create_owned(&ResultLabels { result: "error" }),
-            not_after,
-            connections_open,
-            connections_limit,
-            connections_refused,
-            connection_failures,
+            decisions,
+            tls,
+            connections,
         }
     }
-
     /// Records one finished webhook request.
     pub fn request(&self, endpoint: Endpoint, status: Status, elapsed: Duration) {
         self.requests[endpoint.index()][status.index()].inc();
@@ -334,13 +375,16 @@ impl Metrics {
     pub fn outcome(&self, outcome: &Outcome) {
         match outcome {
             Outcome::Injected => {
-                self.injections.inc();
+                self.decisions.injections.inc();
             }
             Outcome::Skipped(reason) => {
-                self.skips.get_or_create(&ReasonLabels { reason }).inc();
+                self.decisions
+                    .skips
+                    .get_or_create(&ReasonLabels { reason })
+                    .inc();
             }
             Outcome::Denied => {
-                self.denials.inc();
+                self.decisions.denials.inc();
             }
             Outcome::Untouched | Outcome::Allowed => {}
         }
@@ -349,54 +393,55 @@ impl Metrics {
     /// Records a certificate reload attempt.
     pub fn tls_reload(&self, ok: bool) {
         if ok {
-            self.reloads_ok.inc();
+            self.tls.reloads_ok.inc();
         } else {
-            self.reloads_failed.inc();
+            self.tls.reloads_failed.inc();
         }
     }
 
     /// Records the expiry (Unix seconds) of the certificate now served.
     pub fn tls_not_after(&self, unix_seconds: i64) {
-        self.not_after.set(unix_seconds);
+        self.tls.not_after.set(unix_seconds);
     }
 
     /// Records the connection limit in force.
     pub fn connection_limit(&self, limit: usize) {
-        self.connections_limit
+        self.connections
+            .limit
             .set(i64::try_from(limit).unwrap_or(i64::MAX));
     }
 
     /// Counts one more open connection until the slot is dropped.
     pub fn connection_opened(&self) -> ConnSlot {
-        self.connections_open.inc();
+        self.connections.open.inc();
         ConnSlot {
-            open: self.connections_open.clone(),
+            open: self.connections.open.clone(),
         }
     }
 
     /// Webhook connections open now.
     pub fn connections_open(&self) -> usize {
-        usize::try_from(self.connections_open.get()).unwrap_or(0)
+        usize::try_from(self.connections.open.get()).unwrap_or(0)
     }
 
     /// Counts a connection refused at the limit.
     pub fn connection_refused(&self) {
-        self.connections_refused.inc();
+        self.connections.refused.inc();
     }
 
     /// Connections refused at the limit so far.
     pub fn connections_refused(&self) -> u64 {
-        self.connections_refused.get()
+        self.connections.refused.get()
     }
 
     /// Counts a connection that ended early or with an error.
     pub fn connection_failed(&self, reason: ConnFailure) {
-        self.connection_failures[reason.index()].inc();
+        self.connections.failures[reason.index()].inc();
     }
 
     /// The failure counts so far, in [`ConnFailure::ALL`] order.
     pub fn connection_failures(&self) -> [u64; ConnFailure::ALL.len()] {
-        ConnFailure::ALL.map(|reason| self.connection_failures[reason.index()].get())
+        ConnFailure::ALL.map(|reason| self.connections.failures[reason.index()].get())
     }
 
     /// The Prometheus text exposition of every metric.
