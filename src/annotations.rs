@@ -580,6 +580,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
     }
 }
 
+/// A string borrowed from the input when it needs no decoding (serde's
+/// `borrow` reaches a `Cow<str>` field, but not a key, nor a string
+/// inside `Option` or `Vec`).
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Borrowed<'a>(#[serde(borrow)] pub(crate) Cow<'a, str>);
+
 impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct MapVisitor<'a>(std::marker::PhantomData<&'a ()>);
@@ -593,7 +600,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Annotations<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Annotations::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Borrowed(key)) = map.next_key::<Borrowed<'de>>()? {
                     if key.starts_with(PREFIX) {
                         let value = map.next_value::<Raw<'a>>()?;
                         out.insert(&key, value);

@@ -12,7 +12,7 @@
 //! [`mutate`] is the one path every pod takes, in the webhook and in
 //! `forcebacklog inject`: annotations → plan → operations.
 
-use crate::annotations::{self, Defaults};
+use crate::annotations::Defaults;
 use crate::config::{InjectConfig, PullPolicy};
 use crate::plan::{
     self, Add, BINARY_VOLUME_SIZE_LIMIT, BinaryInstall, ContainerWork, EnvEdit,
@@ -259,7 +259,11 @@ pub fn operations(plan: &Plan, injector: &Injector) -> Vec<Op> {
     }
     if let BinaryInstall::AppendFlag { index } = work.binary {
         ops.push(Op::add(
-            format!("/spec/initContainers/{index}/command/-"),
+            path(&[
+                "/spec/initContainers/",
+                decimal(index, &mut Digits::default()),
+                "/command/-",
+            ]),
             &INSTALL_BINARY_FLAG,
         ));
     }
@@ -279,7 +283,10 @@ pub fn operations(plan: &Plan, injector: &Injector) -> Vec<Op> {
     if let Some(sidecar) = &work.metrics {
         let address = format!("0.0.0.0:{}", sidecar.port);
         ops.push(Op::add(
-            format!("/spec/initContainers/{}", sidecar.index),
+            path(&[
+                "/spec/initContainers/",
+                decimal(sidecar.index, &mut Digits::default()),
+            ]),
             &metrics_container(
                 &injector.config,
                 sidecar.port,
@@ -290,6 +297,9 @@ pub fn operations(plan: &Plan, injector: &Injector) -> Vec<Op> {
     }
     ops
 }
+
+/// The JSON Pointer of the `forcebacklog/status` annotation.
+const STATUS_PATH: &str = "/metadata/annotations/forcebacklog~1status";
 
 /// The operation that writes `forcebacklog/status`, at the level the pod
 /// has (no metadata, no annotations, or annotations).
@@ -306,10 +316,7 @@ fn status_op(status: &StatusEdit) -> Op {
             "/metadata/annotations".to_owned(),
             &StatusAnnotation { status: value },
         ),
-        StatusAt::Annotations => Op::add(
-            format!("/metadata/annotations/{}", escape(annotations::STATUS)),
-            &value,
-        ),
+        StatusAt::Annotations => Op::add(STATUS_PATH.to_owned(), &value),
     }
 }
 
@@ -466,7 +473,7 @@ fn push_add(ops: &mut Vec<Op>, add: Add, array: &str, position: &str, element: &
         Add::Nothing => {}
         Add::Into => ops.push(Op {
             op: "add",
-            path: format!("{array}/{position}"),
+            path: path(&[array, "/", position]),
             value: element.alone.clone(),
         }),
         Add::Create => ops.push(Op {
@@ -482,12 +489,19 @@ fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork, mount: &Element) {
         List::Containers => "containers",
         List::InitContainers => "initContainers",
     };
-    let base = format!("/spec/{list}/{}", c.index);
-    push_add(ops, c.mount, &format!("{base}/volumeMounts"), "-", mount);
+    let mut digits = Digits::default();
+    let index = decimal(c.index, &mut digits);
+    let base = ["/spec/", list, "/", index];
+    let at = |tail: &[&str]| joined(&base, tail);
+    push_add(ops, c.mount, &at(&["/volumeMounts"]), "-", mount);
     if let Some(prefix) = &c.command_prefix {
         // Inserted before the command's own elements, which stay untouched.
         for (i, element) in prefix.iter().enumerate() {
-            ops.push(Op::add(format!("{base}/command/{i}"), element));
+            let mut digits = Digits::default();
+            ops.push(Op::add(
+                at(&["/command/", decimal(i, &mut digits)]),
+                element,
+            ));
         }
     }
     let mut new_vars = Vec::new();
@@ -495,7 +509,9 @@ fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork, mount: &Element) {
         match edit {
             EnvEdit::Add { name, value } => new_vars.push(EnvVar { name, value }),
             EnvEdit::SetValue { index, value } => {
-                ops.push(Op::add(format!("{base}/env/{index}/value"), value));
+                let mut digits = Digits::default();
+                let i = decimal(*index, &mut digits);
+                ops.push(Op::add(at(&["/env/", i, "/value"]), value));
             }
         }
     }
@@ -504,11 +520,45 @@ fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork, mount: &Element) {
     }
     if c.env_present {
         for var in &new_vars {
-            ops.push(Op::add(format!("{base}/env/-"), var));
+            ops.push(Op::add(at(&["/env/-"]), var));
         }
     } else {
-        ops.push(Op::add(format!("{base}/env"), &new_vars));
+        ops.push(Op::add(at(&["/env"]), &new_vars));
     }
+}
+
+/// A JSON Pointer from its pieces, in one allocation of its size (paths
+/// are built for every container of every review: no `format!`).
+fn path(pieces: &[&str]) -> String {
+    joined(pieces, &[])
+}
+
+/// `head` and `tail` joined as one path.
+fn joined(head: &[&str], tail: &[&str]) -> String {
+    let len = head.iter().chain(tail).map(|p| p.len()).sum();
+    let mut out = String::with_capacity(len);
+    for piece in head.iter().chain(tail) {
+        out.push_str(piece);
+    }
+    out
+}
+
+/// Room for the decimal digits of any `usize`.
+type Digits = [u8; 20];
+
+/// `n` in decimal, written into `digits`.
+fn decimal(mut n: usize, digits: &mut Digits) -> &str {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // A single digit: always ASCII.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&digits[at..]).unwrap_or_default()
 }
 
 /// The emptyDir volume that holds the shim (and the binary).

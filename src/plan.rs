@@ -15,8 +15,8 @@
 //! rules never depend on fields they do not know.
 
 use crate::annotations::{
-    self, AnnotationError, Annotations, Containers, DEFAULT_SOMAXCONN, Defaults, Method, Mode, Raw,
-    Settings, Targeting,
+    self, AnnotationError, Annotations, Borrowed, Containers, DEFAULT_SOMAXCONN, Defaults, Method,
+    Mode, Raw, Settings, Targeting,
 };
 use crate::config::InjectConfig;
 use crate::env;
@@ -188,7 +188,12 @@ pub struct ContainerView<'a> {
     #[serde(borrow, default, rename = "volumeMounts")]
     pub volume_mounts: Option<Vec<MountView<'a>>>,
     /// `restartPolicy` (`Always` makes an init container a native sidecar).
-    #[serde(borrow, default, rename = "restartPolicy")]
+    #[serde(
+        borrow,
+        default,
+        rename = "restartPolicy",
+        deserialize_with = "optional_str"
+    )]
     pub restart_policy: Option<Cow<'a, str>>,
     /// `command` (read leniently: compared with [`INSTALL_COMMAND`], and
     /// wrapped by `forcebacklog/method: supervise`).
@@ -231,7 +236,7 @@ pub struct EnvView<'a> {
     #[serde(borrow, default)]
     pub name: Cow<'a, str>,
     /// `value`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional_str")]
     pub value: Option<Cow<'a, str>>,
     /// `valueFrom` (contents not inspected).
     #[serde(default, rename = "valueFrom")]
@@ -374,7 +379,7 @@ pub struct RequirementView<'a> {
     #[serde(borrow, default)]
     pub operator: Cow<'a, str>,
     /// `values`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional_strs")]
     pub values: Option<Vec<Cow<'a, str>>>,
 }
 
@@ -383,7 +388,7 @@ pub struct RequirementView<'a> {
 #[serde(remote = "Self")]
 pub struct OsView<'a> {
     /// `spec.os.name`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "optional_str")]
     pub name: Option<Cow<'a, str>>,
 }
 
@@ -392,7 +397,12 @@ pub struct OsView<'a> {
 #[serde(remote = "Self")]
 pub struct NodeSelectorView<'a> {
     /// `kubernetes.io/os`.
-    #[serde(borrow, default, rename = "kubernetes.io/os")]
+    #[serde(
+        borrow,
+        default,
+        rename = "kubernetes.io/os",
+        deserialize_with = "optional_str"
+    )]
     pub os: Option<Cow<'a, str>>,
 }
 
@@ -415,6 +425,19 @@ pub struct SysctlView<'a> {
     /// `value`.
     #[serde(borrow, default)]
     pub value: Cow<'a, str>,
+}
+
+/// An optional string, borrowed when it can be.
+fn optional_str<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
+}
+
+/// An optional list of strings, each borrowed when it can be.
+fn optional_strs<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<Cow<'a, str>>>, D::Error> {
+    let list = Option::<Vec<Borrowed<'a>>>::deserialize(d)?;
+    Ok(list.map(|l| l.into_iter().map(|b| b.0).collect()))
 }
 
 // The views read JSON objects only. serde's derive also reads a struct
@@ -477,7 +500,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for PodView<'a> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut pod = PodView::default();
                 let (mut metadata, mut spec) = (false, false);
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(Borrowed(key)) = map.next_key::<Borrowed<'de>>()? {
                     match key.as_ref() {
                         "metadata" if metadata => {
                             return Err(de::Error::duplicate_field("metadata"));

@@ -475,3 +475,22 @@ fn view_from_value_matches_view_from_bytes() {
     let from_bytes = mutate(&serde_json::from_str(&text).unwrap(), ANNOTATED, &injector);
     assert_eq!(from_value.ops, from_bytes.ops);
 }
+
+#[test]
+fn paths_are_joined_as_format_writes_them() {
+    assert_eq!(
+        STATUS_PATH,
+        format!(
+            "/metadata/annotations/{}",
+            escape(crate::annotations::STATUS)
+        )
+    );
+    for n in [0, 7, 10, 99, 1234, usize::MAX] {
+        assert_eq!(decimal(n, &mut Digits::default()), n.to_string());
+    }
+    assert_eq!(
+        path(&["/spec/", "containers", "/", "3"]),
+        "/spec/containers/3"
+    );
+    assert_eq!(joined(&["/a", "/1"], &["/env/", "-"]), "/a/1/env/-");
+}

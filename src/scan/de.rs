@@ -13,7 +13,6 @@
 //! gives the exact answer or error.
 
 use super::{Scanner, Unexpected};
-use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
@@ -222,10 +221,16 @@ impl<'de> MapAccess<'de> for Members<'_, 'de> {
         if !self.more(b'}')? {
             return Ok(None);
         }
-        let key = self.s.plain_string()?;
+        let key = self.s.plain_key()?;
+        // Just past its closing quote.
+        let start = self.s.pos - 1 - key.len();
         self.s.expect(b':')?;
-        seed.deserialize(BorrowedStrDeserializer::new(key))
-            .map(Some)
+        seed.deserialize(Key {
+            s: &*self.s,
+            raw: key,
+            start,
+        })
+        .map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(
@@ -247,6 +252,37 @@ impl<'de> SeqAccess<'de> for Members<'_, 'de> {
             return Ok(None);
         }
         seed.deserialize(&mut *self.s).map(Some)
+    }
+}
+
+/// A key (without escapes) being read. A struct's field names are
+/// matched on its bytes ([`de::Deserializer::deserialize_identifier`]);
+/// anything else reads it as text.
+struct Key<'s, 'a> {
+    s: &'s Scanner<'a>,
+    raw: &'a [u8],
+    /// Where `raw` starts in the text.
+    start: usize,
+}
+
+impl<'de> de::Deserializer<'de> for Key<'_, 'de> {
+    type Error = Unexpected;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unexpected> {
+        let text = self
+            .s
+            .str_between(self.start, self.start + self.raw.len())?;
+        visitor.visit_borrowed_str(text)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Unexpected> {
+        visitor.visit_borrowed_bytes(self.raw)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum ignored_any
     }
 }
 
