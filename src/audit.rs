@@ -12,7 +12,7 @@
 //! Pods are grouped by the object that owns them, followed through the
 //! ownerReferences a controller sets (Pod → ReplicaSet → Deployment,
 //! Pod → Job → CronJob, StatefulSet, DaemonSet), and each owner with a
-//! missed pod gets the command that recreates its pods (see [`fix`]).
+//! missed pod gets the command that recreates its pods (see `fix`).
 //! Pods that have finished (Succeeded, Failed) or are being deleted are
 //! left out: they will not run again.
 //!
@@ -22,8 +22,8 @@
 //! `KUBECONFIG` or `~/.kube/config`, else in-cluster), or the
 //! `--kubeconfig`/`--context` given.
 //!
-//! Everything that decides ([`asks`], [`classify`], [`owner_through`],
-//! [`group`], [`fix`]) is a pure function over k8s-openapi objects; the
+//! Everything that decides (`asks`, `classify`, `owner_through`,
+//! `group`, `fix`) is a pure function over k8s-openapi objects; the
 //! client only fetches.
 
 use std::borrow::Cow;
@@ -42,9 +42,9 @@ use serde::Serialize;
 use crate::annotations::{self, Annotations, Defaults, Raw, Targeting};
 
 /// The namespace label that opts every pod in (`enabled`) or none (`disabled`).
-pub const NAMESPACE_LABEL: &str = "forcebacklog/inject";
+pub(crate) const NAMESPACE_LABEL: &str = "forcebacklog/inject";
 /// What audit needs, for error messages and docs.
-pub const RBAC_NEEDED: &str =
+pub(crate) const RBAC_NEEDED: &str =
     "list pods and namespaces, get replicasets (apps) and jobs (batch); see docs/install.md";
 /// Pods per list request.
 const PAGE: u32 = 500;
@@ -91,7 +91,7 @@ pub enum Scope {
 pub enum Output {
     /// A table, then the fixes.
     Table,
-    /// One JSON object (see [`Report`]).
+    /// One JSON object (see `Report`).
     Json,
 }
 
@@ -110,7 +110,7 @@ pub struct Options {
 
 /// How a namespace's `forcebacklog/inject` label opts its pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NamespaceOptIn {
+pub(crate) enum NamespaceOptIn {
     /// No label (or another value): only annotated pods ask.
     #[default]
     None,
@@ -122,7 +122,7 @@ pub enum NamespaceOptIn {
 
 impl NamespaceOptIn {
     /// Reads a namespace's labels.
-    pub fn of(namespace: &ObjectMeta) -> NamespaceOptIn {
+    pub(crate) fn of(namespace: &ObjectMeta) -> NamespaceOptIn {
         match namespace
             .labels
             .as_ref()
@@ -152,7 +152,7 @@ fn our_annotations(meta: &ObjectMeta) -> Annotations<'_> {
 /// True when the webhook would target this pod, by the webhook's own rule.
 /// A pod whose annotations are invalid asks too: the webhook answers it
 /// with `skipped: <reason>`.
-pub fn asks(pod: &ObjectMeta, namespace: NamespaceOptIn) -> bool {
+pub(crate) fn asks(pod: &ObjectMeta, namespace: NamespaceOptIn) -> bool {
     if namespace == NamespaceOptIn::Disabled {
         return false;
     }
@@ -168,7 +168,7 @@ pub fn asks(pod: &ObjectMeta, namespace: NamespaceOptIn) -> bool {
 
 /// What happened to a pod that asks for forcebacklog.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// `forcebacklog/status: injected`.
     Injected,
     /// `forcebacklog/status: skipped: <reason>`: the webhook saw it and left it alone.
@@ -179,7 +179,7 @@ pub enum State {
 
 impl State {
     /// `injected`, `skipped` or `missed`.
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             State::Injected => "injected",
             State::Skipped(_) => "skipped",
@@ -188,7 +188,7 @@ impl State {
     }
 
     /// The reason of a skipped pod.
-    pub fn reason(&self) -> Option<&str> {
+    pub(crate) fn reason(&self) -> Option<&str> {
         match self {
             State::Skipped(reason) => Some(reason),
             _ => None,
@@ -197,7 +197,7 @@ impl State {
 }
 
 /// Reads what the webhook wrote on a pod that asks for forcebacklog.
-pub fn classify(pod: &ObjectMeta) -> State {
+pub(crate) fn classify(pod: &ObjectMeta) -> State {
     let found = our_annotations(pod);
     match found.status_str() {
         Some(annotations::STATUS_INJECTED) => State::Injected,
@@ -217,7 +217,7 @@ pub fn classify(pod: &ObjectMeta) -> State {
 /// The object a pod's pods are recreated through: `Deployment/web`,
 /// `Pod/debug` for a pod nothing owns.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Owner {
+pub(crate) struct Owner {
     /// `Deployment`, `StatefulSet`, `DaemonSet`, `ReplicaSet`, `CronJob`,
     /// `Job`, `Pod`, or another controller's kind.
     pub kind: String,
@@ -235,7 +235,7 @@ impl Owner {
 }
 
 /// The controlling ownerReference (`controller: true`), else the first.
-pub fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
+pub(crate) fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
     let refs = meta.owner_references.as_deref().unwrap_or_default();
     refs.iter()
         .find(|r| r.controller == Some(true))
@@ -244,7 +244,7 @@ pub fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
 
 /// Which kind of intermediate owner is looked up to find the one above it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Intermediate {
+pub(crate) enum Intermediate {
     /// A ReplicaSet, perhaps a Deployment's.
     ReplicaSet,
     /// A Job, perhaps a CronJob's.
@@ -253,7 +253,7 @@ pub enum Intermediate {
 
 impl Intermediate {
     /// The intermediate kind a pod's owner is, if any.
-    pub fn of(reference: &OwnerReference) -> Option<Intermediate> {
+    pub(crate) fn of(reference: &OwnerReference) -> Option<Intermediate> {
         let group = reference.api_version.split('/').next().unwrap_or_default();
         match (reference.kind.as_str(), group) {
             ("ReplicaSet", "apps") => Some(Intermediate::ReplicaSet),
@@ -275,7 +275,7 @@ impl Intermediate {
 /// that controller when it was looked up (a ReplicaSet or a Job): its own
 /// Deployment or CronJob when it has one, else `first` itself. A pod with
 /// no owner is its own (`Pod/NAME`).
-pub fn owner_through(
+pub(crate) fn owner_through(
     pod: &ObjectMeta,
     first: Option<&OwnerReference>,
     parent: Option<&ObjectMeta>,
@@ -296,7 +296,7 @@ pub fn owner_through(
 
 /// One pod that asks for forcebacklog.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodReport {
+pub(crate) struct PodReport {
     /// Its namespace.
     pub namespace: String,
     /// Its name.
@@ -309,7 +309,7 @@ pub struct PodReport {
 
 /// The pods of one owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnerReport {
+pub(crate) struct OwnerReport {
     /// The owner's namespace.
     pub namespace: String,
     /// The owner.
@@ -322,7 +322,7 @@ pub struct OwnerReport {
 
 impl OwnerReport {
     /// Its pods in this state.
-    pub fn count(&self, state: &str) -> usize {
+    pub(crate) fn count(&self, state: &str) -> usize {
         self.pods
             .iter()
             .filter(|p| p.state.as_str() == state)
@@ -332,7 +332,7 @@ impl OwnerReport {
 
 /// Groups pods by (namespace, owner), in that order, with the fix of
 /// every owner that has a missed pod.
-pub fn group(mut pods: Vec<PodReport>) -> Vec<OwnerReport> {
+pub(crate) fn group(mut pods: Vec<PodReport>) -> Vec<OwnerReport> {
     pods.sort_by(|a, b| (&a.namespace, &a.owner, &a.name).cmp(&(&b.namespace, &b.owner, &b.name)));
     let mut owners: Vec<OwnerReport> = Vec::new();
     for pod in pods {
@@ -363,7 +363,7 @@ pub fn group(mut pods: Vec<PodReport>) -> Vec<OwnerReport> {
 }
 
 /// The command that recreates an owner's missed pods through the webhook.
-pub fn fix(namespace: &str, owner: &Owner, missed: &[&str]) -> String {
+pub(crate) fn fix(namespace: &str, owner: &Owner, missed: &[&str]) -> String {
     let name = &owner.name;
     match owner.kind.as_str() {
         "Deployment" | "StatefulSet" | "DaemonSet" => format!(
@@ -448,7 +448,7 @@ impl<'a> OwnerJson<'a> {
 
 /// The audit: every pod that asks, grouped by owner.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Report {
+pub(crate) struct Report {
     /// What was audited: a namespace, or every namespace.
     pub scope: String,
     /// By namespace and owner.
@@ -457,17 +457,17 @@ pub struct Report {
 
 impl Report {
     /// Pods in this state.
-    pub fn count(&self, state: &str) -> usize {
+    pub(crate) fn count(&self, state: &str) -> usize {
         self.owners.iter().map(|o| o.count(state)).sum()
     }
 
     /// True when a pod was missed.
-    pub fn has_missed(&self) -> bool {
+    pub(crate) fn has_missed(&self) -> bool {
         self.count("missed") > 0
     }
 
     /// The report as `--output json` prints it.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         let pods: Vec<PodJson<'_>> = self
             .owners
             .iter()
@@ -489,7 +489,7 @@ impl Report {
 
     /// The report as `--output table` prints it: a row per pod, a
     /// summary line, then the fix of each owner with missed pods.
-    pub fn to_table(&self) -> String {
+    pub(crate) fn to_table(&self) -> String {
         let mut out = String::new();
         let pods: Vec<&PodReport> = self.owners.iter().flat_map(|o| &o.pods).collect();
         if pods.is_empty() {

@@ -18,7 +18,7 @@
 //! needs CAP_SYS_ADMIN) to open its netlink socket there.
 //!
 //! `--serve ADDR` exports the same figures as Prometheus metrics, read
-//! afresh at each scrape (see [`encode_metrics`]).
+//! afresh at each scrape (see `encode_metrics`).
 
 use std::fmt::Write as _;
 use std::io;
@@ -125,7 +125,7 @@ pub enum Target {
 
 /// One listening TCP socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Listener {
+pub(crate) struct Listener {
     /// The local address it is bound to (`0.0.0.0` and `::` for any).
     pub address: IpAddr,
     /// The local port.
@@ -140,7 +140,7 @@ pub struct Listener {
 /// The namespace's listen counters (`/proc/net/netstat`, `TcpExt:`),
 /// counted since the namespace was created.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// `ListenOverflows`: handshakes dropped because an accept queue was full.
     pub listen_overflows: u64,
     /// `ListenDrops`: every SYN or final ACK a listener dropped (overflows included).
@@ -173,7 +173,7 @@ impl Counters {
 
 /// Everything `sockets` shows for one namespace at one moment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The listening sockets, IPv4 then IPv6, by port and address.
     pub sockets: Vec<Listener>,
     /// The namespace's counters.
@@ -182,7 +182,7 @@ pub struct Snapshot {
 }
 
 /// Reads the listening sockets and the counters of `target`'s namespace.
-pub fn snapshot(target: Target) -> Result<Snapshot, Error> {
+pub(crate) fn snapshot(target: Target) -> Result<Snapshot, Error> {
     let netstat = match target {
         Target::Current => PathBuf::from("/proc/self/net/netstat"),
         Target::Pid(pid) => PathBuf::from(format!("/proc/{pid}/net/netstat")),
@@ -241,7 +241,7 @@ fn listeners_in(pid: u32) -> Result<Vec<Listener>, Error> {
 }
 
 /// The listening TCP sockets of this thread's namespace, IPv4 then IPv6.
-pub fn listeners() -> Result<Vec<Listener>, Error> {
+pub(crate) fn listeners() -> Result<Vec<Listener>, Error> {
     let mut all = dump(AF_INET, "IPv4")?;
     all.extend(dump(AF_INET6, "IPv6")?);
     Ok(all)
@@ -359,7 +359,7 @@ fn decode_error(family: &'static str, reason: impl Into<String>) -> Error {
 }
 
 /// Reads the four listen counters from a netstat file.
-pub fn read_counters(path: &std::path::Path) -> Result<Counters, Error> {
+pub(crate) fn read_counters(path: &std::path::Path) -> Result<Counters, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Netstat {
         path: path.to_owned(),
         source,
@@ -401,7 +401,7 @@ fn parse_counters(text: &str) -> Result<Counters, &'static str> {
 }
 
 /// The text table: one line per socket, then the counters on one line.
-pub fn render_text(snapshot: &Snapshot) -> String {
+pub(crate) fn render_text(snapshot: &Snapshot) -> String {
     let addresses: Vec<String> = snapshot
         .sockets
         .iter()
@@ -442,7 +442,7 @@ pub fn render_text(snapshot: &Snapshot) -> String {
 /// Output format of `sockets`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
-    /// The table of [`render_text`].
+    /// The table of `render_text`.
     Text,
     /// JSON: pretty once, one compact line per round with `--watch`.
     Json,
@@ -510,7 +510,7 @@ struct SocketLabels {
 /// `forcebacklog_listen_drops_total`,
 /// `forcebacklog_syn_queue_full_drops_total` and
 /// `forcebacklog_syn_queue_full_cookies_total`.
-pub fn encode_metrics(snapshot: &Snapshot) -> String {
+pub(crate) fn encode_metrics(snapshot: &Snapshot) -> String {
     let mut registry = prometheus_client::registry::Registry::default();
     register_sockets(&mut registry, &snapshot.sockets);
     register_counters(&mut registry, &snapshot.counters);

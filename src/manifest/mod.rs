@@ -2,13 +2,13 @@
 //! pod template mutated exactly as the webhook would mutate its pods.
 //!
 //! Each document (multi-document streams, and the `items` of a `List`) is
-//! read with positions ([`yaml`]) and as JSON, the way kubectl reads it
+//! read with positions (`yaml`) and as JSON, the way kubectl reads it
 //! (YAML 1.1: `on`/`yes`/`y` are `true`, `0644` is octal). The pod template
 //! of the kinds listed by [`crate::plan::pod_template_pointer`] (Pod,
 //! Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController,
 //! Job, CronJob, PodTemplate) goes through the one mutation path
 //! ([`crate::patch::mutate`]); its operations are then spliced into the
-//! original text ([`splice`]), so that comments, anchors, quoting, key order
+//! original text (`splice`), so that comments, anchors, quoting, key order
 //! and line endings stay as they were. Documents with nothing to change are
 //! printed byte for byte. A change that cannot be spliced (a template
 //! reached through an alias) is written normalised, with a warning;
@@ -16,8 +16,10 @@
 //! and compared with the result of the operations before it is printed.
 //! Running `inject` on its own output changes nothing.
 
-pub mod splice;
-pub mod yaml;
+mod splice;
+mod yaml;
+
+pub use yaml::ValueError;
 
 use crate::annotations::Defaults;
 use crate::patch::{self, ApplyError, Injector, Op};

@@ -56,7 +56,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 /// The accept-queue length the listeners ask for; the kernel caps it at
 /// `net.core.somaxconn`.
-pub const LISTEN_BACKLOG: u32 = 4096;
+pub(crate) const LISTEN_BACKLOG: u32 = 4096;
 
 /// The default of `--max-connections`: an idle HTTP/2 connection costs
 /// about 35 KiB, so 1000 of them (44 MiB RSS in all) fit in the chart's

@@ -4,7 +4,7 @@
 //! supervisor process that applies the shim's rule.
 //!
 //! How it works:
-//! - `run` checks what could block it ([`block`]: Yama, a tracer of its
+//! - `run` checks what could block it (`block`: Yama, a tracer of its
 //!   own) and chooses a method: user notification where the kernel and
 //!   the seccomp profile allow `pidfd_getfd` (probed on this process),
 //!   ptrace otherwise; `FORCEBACKLOG_SUPERVISE_VIA=notify|ptrace` forces
@@ -14,10 +14,10 @@
 //!   `listen` numbers are trapped; every other call and every other
 //!   architecture is allowed untouched) and executes the command. Threads
 //!   and forked or executed children inherit the filter.
-//! - [`notify`]: the helper sends the filter's listener to the supervisor,
+//! - `notify`: the helper sends the filter's listener to the supervisor,
 //!   which calls `listen` itself on a duplicate of the socket and answers
 //!   with that result or errno.
-//! - [`ptrace`]: the helper stops itself; the supervisor attaches with
+//! - `ptrace`: the helper stops itself; the supervisor attaches with
 //!   `PTRACE_SEIZE`, and rewrites the backlog argument register on each
 //!   seccomp stop; the kernel runs the real call.
 //! - The exit status of the command is the supervisor's; the usual
@@ -46,7 +46,7 @@ use seccompiler::sock_filter;
 use crate::shim::RunOptions;
 
 /// The name of the hidden helper subcommand.
-pub const HELPER: &str = "__supervised-exec";
+pub(crate) const HELPER: &str = "__supervised-exec";
 
 /// Set on the helper only: the supervisor's pid. The helper refuses to
 /// start without its parent being that supervisor, and removes it from
@@ -58,7 +58,7 @@ const SUPERVISOR_ENV: &str = "FORCEBACKLOG_SUPERVISOR_PID";
 const RENDEZVOUS_ENV: &str = "FORCEBACKLOG_SUPERVISOR_SOCKET";
 
 /// Forces a method: `notify`, `ptrace` or `auto` (the default).
-pub const VIA_ENV: &str = "FORCEBACKLOG_SUPERVISE_VIA";
+pub(crate) const VIA_ENV: &str = "FORCEBACKLOG_SUPERVISE_VIA";
 
 /// Why a supervised command could not be started.
 #[derive(Debug, thiserror::Error)]
