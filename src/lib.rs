@@ -35,7 +35,11 @@
 //!   (uid echoed, base64 patch, warnings), for `/mutate` and `/validate`.
 //! - [`manifest`]: YAML documents → pod templates, for `forcebacklog inject`;
 //!   the operations are spliced into the original text (`manifest::splice`)
-//!   located through a tree with positions (`manifest::yaml`).
+//!   located through a tree with positions (`manifest::yaml`). The steps by
+//!   name: `inject_object` → `inject_template` (one template through the
+//!   core); `splice_all` → `Stream::round_edits` → `splice::edits`
+//!   (`add_to_map`, `add_block_entry`, `add_block_item`, `flow_add`,
+//!   `replace`) → the read-back (`changed_read_back`, `Stream::first_wrong`).
 //! - [`server`]: the HTTPS webhook (axum + rustls, certificates reloaded
 //!   from disk), the admin port (`/healthz`, `/readyz`, `/metrics`) and
 //!   graceful shutdown.
