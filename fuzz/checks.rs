@@ -1,7 +1,7 @@
-//! The properties the fuzz targets check on every input. Shared: the fuzz
-//! targets include this file, and `tests/core/prop_fuzz.rs` (part of the
-//! root's `cargo test`) runs the same checks over the committed corpus and
-//! over generated inputs.
+//! The properties the fuzz targets check on every input. Shared: this is
+//! the fuzz crate's library (`checks`, which both targets call), and
+//! `tests/core/prop_fuzz.rs` (part of the root's `cargo test`) includes it
+//! to run the same checks over the committed corpus and generated inputs.
 //!
 //! A failed property panics, which is what libFuzzer reports as a crash.
 

@@ -2,7 +2,4 @@
 //! first byte picks it). Properties: see `checks::review`.
 #![no_main]
 
-#[path = "../checks.rs"]
-mod checks;
-
 libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::review(data));
