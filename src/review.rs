@@ -418,7 +418,7 @@ fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a
     if targeted {
         s.rewind(start);
         s.check_text()?;
-        return PodView::deserialize(&mut *s).map(Scanned::Pod);
+        return scan::pod_view(s).map(Scanned::Pod);
     }
     scanned?;
     // No metadata at all: as an object without annotations.
@@ -427,7 +427,7 @@ fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a
         None => {
             s.rewind(start);
             s.check_text()?;
-            PodView::deserialize(&mut *s).map(Scanned::Pod)
+            scan::pod_view(s).map(Scanned::Pod)
         }
     }
 }

@@ -18,6 +18,9 @@
 //! with serde_json to answer it exactly.
 
 mod de;
+mod pod;
+
+pub(crate) use pod::pod_view;
 
 /// The scanner could not follow the text: the caller falls back to a full parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
