@@ -24,7 +24,8 @@
 //!
 //! Everything that decides (`asks`, `classify`, `owner_through`,
 //! `group`, `fix`) is a pure function over k8s-openapi objects; the
-//! client only fetches.
+//! client only fetches (`namespace_opt_ins`, `asking_pods`, then
+//! `pod_reports` with one `lookup` per ReplicaSet or Job).
 
 use std::borrow::Cow;
 use std::collections::HashMap;

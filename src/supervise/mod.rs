@@ -9,7 +9,9 @@
 //!   the seccomp profile allow `pidfd_getfd` (probed on this process),
 //!   ptrace otherwise; `FORCEBACKLOG_SUPERVISE_VIA=notify|ptrace` forces
 //!   one. It becomes a child subreaper, and starts this binary again as a
-//!   hidden helper (`__supervised-exec`).
+//!   hidden helper (`__supervised-exec`). Its steps by name:
+//!   `supervised_rule`, `choose`, `prepare`, `spawn_helper`, then
+//!   `notify_supervise` or `ptrace::supervise`.
 //! - The helper sets `no_new_privs`, installs the filter (only the native
 //!   `listen` numbers are trapped; every other call and every other
 //!   architecture is allowed untouched) and executes the command. Threads
