@@ -23,7 +23,7 @@ mod validate;
 
 use crate::annotations::{Annotations, Defaults};
 use crate::patch::{self, Injector};
-use crate::plan::{self, Plan, PodView, Verdict};
+use crate::plan::{self, MetaView, Owners, Plan, PodView, SpecView, Verdict};
 use crate::scan::{self, Scanner, Unexpected};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -310,8 +310,8 @@ pub fn handle(
 }
 
 /// The envelope as the scanner finds it. `defaults` decide whether a
-/// Pod's spec is needed: the object of a targeted pod is read whole (with
-/// serde_json, in the same pass), any other object only up to its
+/// Pod's spec is needed: the object of a targeted pod is read whole in
+/// the same pass ([`PodScan`]), any other object only up to its
 /// annotations and then stepped over.
 fn scan_review(body: &[u8], defaults: Defaults) -> Result<ReviewIn<'_, Scanned<'_>>, Unexpected> {
     let mut s = Scanner::new(body);
@@ -395,41 +395,98 @@ enum Scanned<'a> {
 
 fn scan_object<'a>(s: &mut Scanner<'a>, defaults: Defaults) -> Result<Scanned<'a>, Unexpected> {
     let start = s.position();
-    let (mut metadata, mut untargeted) = (None, None);
-    let mut targeted = false;
-    let scanned = s.object(|key, s| match key {
-        b"metadata" => {
-            scan::once(&mut metadata, ())?;
-            let mut annotations = None;
-            s.object(|key, s| match key {
-                b"annotations" => {
-                    let read = Option::<Annotations<'a>>::deserialize(&mut *s)?;
-                    scan::once(&mut annotations, read.unwrap_or_default())
+    let mut pod = PodScan::default();
+    s.object(|key, s| pod.member(key, s, defaults))?;
+    match (pod.metadata, pod.untargeted) {
+        (_, Some(plan)) => Ok(Scanned::Untargeted(plan)),
+        // Targeted, and read whole in this pass.
+        (Some(metadata), None) if !pod.spec_first => Ok(Scanned::Pod(PodView {
+            metadata: Some(metadata),
+            spec: pod.spec.flatten(),
+        })),
+        // No metadata: as an object without annotations.
+        (None, None) if !pod.spec_first => {
+            match plan::plan_untargeted(&Annotations::default(), defaults) {
+                Some(plan) => Ok(Scanned::Untargeted(plan)),
+                None => read_again(s, start),
+            }
+        }
+        // The spec came before the metadata: read the object again, whole.
+        _ => read_again(s, start),
+    }
+}
+
+/// The pod object read again from `start`, whole.
+fn read_again<'a>(s: &mut Scanner<'a>, start: usize) -> Result<Scanned<'a>, Unexpected> {
+    s.rewind(start);
+    s.check_text()?;
+    scan::pod_view(s).map(Scanned::Pod)
+}
+
+/// A pod object as the scanner reads it, member by member: `metadata`
+/// first decides whether the pod is targeted; a targeted pod's `spec`
+/// that follows it (the API server's order) is read in the same pass.
+#[derive(Default)]
+struct PodScan<'a> {
+    metadata: Option<MetaView<'a>>,
+    /// Not targeted: the plan from the annotations alone.
+    untargeted: Option<Plan>,
+    spec: Option<Option<SpecView<'a>>>,
+    /// A `spec` came before `metadata` (stepped over).
+    spec_first: bool,
+}
+
+impl<'a> PodScan<'a> {
+    fn member(
+        &mut self,
+        key: &[u8],
+        s: &mut Scanner<'a>,
+        defaults: Defaults,
+    ) -> Result<(), Unexpected> {
+        match key {
+            b"metadata" => {
+                let metadata = scan_metadata(s)?;
+                let none = Annotations::default();
+                let annotations = metadata.annotations.as_ref().unwrap_or(&none);
+                self.untargeted = plan::plan_untargeted(annotations, defaults);
+                if self.untargeted.is_none() {
+                    // Every string from here on is a slice of checked text.
+                    s.check_text()?;
                 }
-                _ => s.value().map(drop),
-            })?;
-            untargeted = plan::plan_untargeted(&annotations.unwrap_or_default(), defaults);
-            // Targeted: stop here and read the object again, whole.
-            targeted = untargeted.is_none();
-            if targeted { Err(Unexpected) } else { Ok(()) }
+                scan::once(&mut self.metadata, metadata)
+            }
+            b"spec" if self.metadata.is_some() && self.untargeted.is_none() => {
+                let spec = scan::spec_view(s)?;
+                scan::once(&mut self.spec, spec)
+            }
+            b"spec" => {
+                self.spec_first |= self.metadata.is_none();
+                s.value().map(drop)
+            }
+            _ => s.value().map(drop),
+        }
+    }
+}
+
+/// `metadata` as [`MetaView`] reads it: the annotations and whether
+/// ownerReferences names an owner; everything else stepped over.
+fn scan_metadata<'a>(s: &mut Scanner<'a>) -> Result<MetaView<'a>, Unexpected> {
+    let (mut annotations, mut owners) = (None, None);
+    s.object(|key, s| match key {
+        b"annotations" => {
+            let read = Option::<Annotations<'a>>::deserialize(&mut *s)?;
+            scan::once(&mut annotations, read)
+        }
+        b"ownerReferences" => {
+            let read = Owners::deserialize(&mut *s)?;
+            scan::once(&mut owners, read)
         }
         _ => s.value().map(drop),
-    });
-    if targeted {
-        s.rewind(start);
-        s.check_text()?;
-        return scan::pod_view(s).map(Scanned::Pod);
-    }
-    scanned?;
-    // No metadata at all: as an object without annotations.
-    match untargeted.or_else(|| plan::plan_untargeted(&Annotations::default(), defaults)) {
-        Some(plan) => Ok(Scanned::Untargeted(plan)),
-        None => {
-            s.rewind(start);
-            s.check_text()?;
-            scan::pod_view(s).map(Scanned::Pod)
-        }
-    }
+    })?;
+    Ok(MetaView {
+        annotations: annotations.flatten(),
+        owner_references: owners.unwrap_or_default(),
+    })
 }
 
 /// `/mutate` for a Pod CREATE the scanner read.
@@ -908,6 +965,38 @@ mod tests {
         );
         let r = handle(&body, MUTATE, &config).unwrap();
         assert_eq!(r.outcome, Outcome::Skipped("opted_out"));
+    }
+
+    #[test]
+    fn a_pod_is_answered_the_same_whatever_its_members_order() {
+        let config = Injector::default();
+        let metadata = json!({"annotations": {"forcebacklog/value": "234"},
+                              "ownerReferences": [{"kind": "ReplicaSet"}]});
+        let spec =
+            json!({"containers": [{"name": "a", "env": [{"name": "LD_PRELOAD", "value": "x"}]}]});
+        let first = json!({"metadata": metadata.clone(), "spec": spec.clone(), "status": {}});
+        let expected = handle(&review(pod_kind(), "CREATE", first), MUTATE, &config).unwrap();
+        assert_eq!(expected.outcome, Outcome::Injected);
+        for object in [
+            json!({"spec": spec.clone(), "metadata": metadata.clone()}),
+            json!({"status": {}, "spec": spec.clone(), "kind": "Pod", "metadata": metadata.clone()}),
+            json!({"metadata": metadata.clone(), "kind": "Pod", "spec": spec.clone()}),
+        ] {
+            let r = handle(
+                &review(pod_kind(), "CREATE", object.clone()),
+                MUTATE,
+                &config,
+            )
+            .unwrap();
+            assert_eq!(r.body, expected.body, "{object}");
+        }
+        // A pod targeted by the namespace alone, without metadata.
+        let bare = json!({"spec": spec});
+        let opt_in = Endpoint::Mutate {
+            namespace_opt_in: true,
+        };
+        let r = handle(&review(pod_kind(), "CREATE", bare), opt_in, &config).unwrap();
+        assert_eq!(r.outcome, Outcome::Injected);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 mod de;
 mod pod;
 
-pub(crate) use pod::pod_view;
+pub(crate) use pod::{pod_view, spec_view};
 
 /// The scanner could not follow the text: the caller falls back to a full parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -112,7 +112,7 @@ pub(crate) fn pod_view<'a>(s: &mut Scanner<'a>) -> Result<PodView<'a>, Unexpecte
     let (mut metadata, mut spec) = (None, None);
     s.object(|key, s| match key {
         b"metadata" => once(&mut metadata, serde::<Option<MetaView<'a>>>(s)?),
-        b"spec" => once(&mut spec, optional(s, spec_view)?),
+        b"spec" => once(&mut spec, spec_view(s)?),
         _ => s.value().map(drop),
     })?;
     Ok(PodView {
@@ -126,7 +126,13 @@ fn containers<'a>(s: &mut Scanner<'a>) -> Result<Option<Vec<ContainerView<'a>>>,
     optional(s, |s| list(s, container_view))
 }
 
-fn spec_view<'a>(s: &mut Scanner<'a>) -> Result<SpecView<'a>, Unexpected> {
+/// A pod's `spec` (`null` as `None`), at the current position (whose
+/// text was checked).
+pub(crate) fn spec_view<'a>(s: &mut Scanner<'a>) -> Result<Option<SpecView<'a>>, Unexpected> {
+    optional(s, spec)
+}
+
+fn spec<'a>(s: &mut Scanner<'a>) -> Result<SpecView<'a>, Unexpected> {
     let (mut v, mut seen) = (SpecView::default(), Seen::default());
     s.object(|key, s| {
         match key {
