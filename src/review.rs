@@ -1,10 +1,13 @@
 //! AdmissionReview bytes in → AdmissionReview bytes out.
 //!
 //! Only the parts of the review the decision needs are read (`uid`, `kind`,
-//! `operation`, `subResource`, and the object, first kept as raw JSON and
-//! then read through [`PodView`], which borrows from the request bytes and
-//! skips every field it does not use). The response is written with
-//! serde_json directly, so what goes on the wire is exactly what the
+//! `operation`, `subResource`, and the object as a [`PodView`], which
+//! borrows from the request bytes and skips every field it does not use).
+//! On `/mutate` the scanner (`scan`) reads them in one pass: a
+//! pod's metadata decides whether it is targeted, and only a targeted
+//! pod's spec is read; anything the scanner does not follow is read again
+//! with serde_json, which gives the same answer. The response is written
+//! by hand, so what goes on the wire is exactly what the
 //! Kubernetes API requires: `patch` is a base64 string of the JSON Patch
 //! array, with `patchType: JSONPatch`, present only when there are
 //! operations.
