@@ -104,7 +104,7 @@ struct StatusMetadata<'a> {
     annotations: StatusAnnotation<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Copy, PartialEq, Eq)]
 struct EnvVar<'a> {
     name: &'a str,
     value: &'a str,
@@ -254,8 +254,9 @@ pub fn operations(plan: &Plan, injector: &Injector) -> Vec<Op> {
     };
     push_add(&mut ops, work.volume, "/spec/volumes", "-", volume);
     pull_secret_ops(&mut ops, &work.pull_secrets);
+    let mut entries = EnvEntries::default();
     for container in &work.containers {
-        container_ops(&mut ops, container, &r.app_mount);
+        container_ops(&mut ops, container, &r.app_mount, &mut entries);
     }
     if let BinaryInstall::AppendFlag { index } = work.binary {
         ops.push(Op::add(
@@ -484,7 +485,12 @@ fn push_add(ops: &mut Vec<Op>, add: Add, array: &str, position: &str, element: &
     }
 }
 
-fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork, mount: &Element) {
+fn container_ops<'w>(
+    ops: &mut Vec<Op>,
+    c: &'w ContainerWork,
+    mount: &Element,
+    entries: &mut EnvEntries<'w>,
+) {
     let list = match c.list {
         List::Containers => "containers",
         List::InitContainers => "initContainers",
@@ -520,10 +526,33 @@ fn container_ops(ops: &mut Vec<Op>, c: &ContainerWork, mount: &Element) {
     }
     if c.env_present {
         for var in &new_vars {
-            ops.push(Op::add(at(&["/env/-"]), var));
+            ops.push(Op {
+                op: "add",
+                path: at(&["/env/-"]),
+                value: entries.render(var),
+            });
         }
     } else {
         ops.push(Op::add(at(&["/env"]), &new_vars));
+    }
+}
+
+/// The `env` entries already rendered for this pod: containers usually
+/// get the same ones (`BACKLOG`, `LD_PRELOAD`), which are then copied
+/// instead of being serialised again.
+#[derive(Default)]
+struct EnvEntries<'w> {
+    rendered: Vec<(EnvVar<'w>, Box<RawValue>)>,
+}
+
+impl<'w> EnvEntries<'w> {
+    fn render(&mut self, var: &EnvVar<'w>) -> Box<RawValue> {
+        if let Some((_, json)) = self.rendered.iter().find(|(v, _)| v == var) {
+            return json.clone();
+        }
+        let json = raw(var);
+        self.rendered.push((*var, json.clone()));
+        json
     }
 }
 
