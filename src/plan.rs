@@ -1704,11 +1704,18 @@ fn is_our_mount(m: &MountView<'_>) -> bool {
     m.name == VOLUME_NAME && within_mount_path(&m.mount_path) == Some(false)
 }
 
+/// The segments of a path, without the empty and `.` ones. Split by a
+/// set of chars, not by the char: mount paths are short, and the char's
+/// searcher sets up a memchr for every segment.
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split(['/']).filter(|s| !s.is_empty() && *s != ".")
+}
+
 /// A mount path strictly above [`MOUNT_PATH`]: `/`, `/opt` (`//opt/`
 /// alike); not `/opt/forcebacklog` itself, nor `/op`.
 fn is_above_mount_path(path: &str) -> bool {
-    let mut ours = MOUNT_PATH.split('/').filter(|s| !s.is_empty());
-    for segment in path.split('/').filter(|s| !s.is_empty() && *s != ".") {
+    let mut ours = segments(MOUNT_PATH);
+    for segment in segments(path) {
         if ours.next() != Some(segment) {
             return false;
         }
@@ -1722,8 +1729,8 @@ fn is_above_mount_path(path: &str) -> bool {
 /// `/opt/forcebacklog2`). Empty and `.` segments are ignored, so
 /// `/opt//forcebacklog/` is `/opt/forcebacklog`.
 fn within_mount_path(path: &str) -> Option<bool> {
-    let mut segments = path.split('/').filter(|s| !s.is_empty() && *s != ".");
-    for ours in MOUNT_PATH.split('/').filter(|s| !s.is_empty()) {
+    let mut segments = segments(path);
+    for ours in self::segments(MOUNT_PATH) {
         if segments.next() != Some(ours) {
             return None;
         }
@@ -1736,7 +1743,10 @@ fn within_mount_path(path: &str) -> Option<bool> {
 pub fn merge_ld_preload(existing: &str) -> Option<String> {
     preload_with_shim(SHIM_PATH.as_bytes(), existing.as_bytes())
         // Both inputs are UTF-8 and only ASCII separators are added.
-        .map(|merged| String::from_utf8_lossy(&merged).into_owned())
+        .map(|merged| {
+            String::from_utf8(merged)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        })
 }
 
 /// The one `LD_PRELOAD` rule, for the webhook and for `forcebacklog run`:
