@@ -1,9 +1,9 @@
 //! A targeted pod's [`PodView`] read on the scanner directly. The pod,
-//! its spec, its containers and their `env` and `volumeMounts` entries
-//! (most of what a pod's view holds) are matched key by key on their
-//! bytes, without serde's layers (`Option`, `Vec`, `MapAccess`, the
+//! its spec, its containers and their `env`, `volumeMounts` and
+//! `resources` (most of what a pod's view holds) are matched key by key
+//! on their bytes, without serde's layers (`Option`, `Vec`, `MapAccess`, the
 //! derived field visitors); the smaller views (`metadata`, `volumes`,
-//! `resources`, `ports`, …) and the strings are read through the
+//! `ports`, `command`, …) and the strings are read through the
 //! scanner's serde `Deserializer` ([`super::de`]).
 //!
 //! It reads exactly what the views' own `Deserialize` impls read, field
@@ -14,7 +14,9 @@
 
 use super::{Scanner, Unexpected, once};
 use crate::annotations::Borrowed;
-use crate::plan::{ContainerView, EnvView, MetaView, MountView, PodView, SpecView};
+use crate::plan::{
+    ContainerView, EnvView, MetaView, MountView, PodView, QuantitiesView, ResourcesView, SpecView,
+};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use std::borrow::Cow;
@@ -144,7 +146,7 @@ fn spec<'a>(s: &mut Scanner<'a>) -> Result<SpecView<'a>, Unexpected> {
             b"securityContext" => v.security_context = seen.field(5, s, serde)?,
             b"affinity" => v.affinity = seen.field(6, s, serde)?,
             b"imagePullSecrets" => v.image_pull_secrets = seen.field(7, s, serde)?,
-            b"resources" => v.resources = seen.field(8, s, serde)?,
+            b"resources" => v.resources = seen.field(8, s, |s| optional(s, resources_view))?,
             _ => drop(s.value()?),
         }
         Ok(())
@@ -164,7 +166,7 @@ fn container_view<'a>(s: &mut Scanner<'a>) -> Result<ContainerView<'a>, Unexpect
             }
             b"restartPolicy" => c.restart_policy = seen.field(4, s, |s| optional(s, text))?,
             b"command" => c.command = seen.field(5, s, serde)?,
-            b"resources" => c.resources = seen.field(6, s, serde)?,
+            b"resources" => c.resources = seen.field(6, s, |s| optional(s, resources_view))?,
             b"ports" => c.ports = seen.field(7, s, serde)?,
             _ => drop(s.value()?),
         }
@@ -201,6 +203,32 @@ fn mount_view<'a>(s: &mut Scanner<'a>) -> Result<MountView<'a>, Unexpected> {
     Ok(m)
 }
 
+fn resources_view<'a>(s: &mut Scanner<'a>) -> Result<ResourcesView<'a>, Unexpected> {
+    let (mut r, mut seen) = (ResourcesView::default(), Seen::default());
+    s.object(|key, s| {
+        match key {
+            b"requests" => r.requests = seen.field(0, s, |s| optional(s, quantities_view))?,
+            b"limits" => r.limits = seen.field(1, s, |s| optional(s, quantities_view))?,
+            _ => drop(s.value()?),
+        }
+        Ok(())
+    })?;
+    Ok(r)
+}
+
+fn quantities_view<'a>(s: &mut Scanner<'a>) -> Result<QuantitiesView<'a>, Unexpected> {
+    let (mut q, mut seen) = (QuantitiesView::default(), Seen::default());
+    s.object(|key, s| {
+        match key {
+            b"cpu" => q.cpu = seen.field(0, s, serde)?,
+            b"memory" => q.memory = seen.field(1, s, serde)?,
+            _ => drop(s.value()?),
+        }
+        Ok(())
+    })?;
+    Ok(q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,7 +256,8 @@ mod tests {
         let full = r#"{"metadata":{"annotations":{"forcebacklog/value":"5"},"ownerReferences":[{}]},
             "spec":{"containers":[{"name":"a\u00e9","env":[{"name":"X","value":null},{"name":"Y","valueFrom":{"a":1}}],
             "envFrom":[{},{}],"volumeMounts":[{"name":"v","mountPath":"/m","readOnly":true}],
-            "restartPolicy":"Always","command":["a",1],"resources":{"limits":{"cpu":"1"}},"ports":[{"containerPort":80}]}],
+            "restartPolicy":"Always","command":["a",1],"resources":{"limits":{"cpu":"1","memory":null},"requests":null,"claims":[]},
+            "ports":[{"containerPort":80}]}],
             "initContainers":null,"volumes":[{"name":"v","emptyDir":{}}],"os":{"name":"linux"},
             "nodeSelector":{"kubernetes.io/os":"linux"},"securityContext":{"sysctls":[{"name":"n","value":"1"}]},
             "affinity":{},"imagePullSecrets":[{"name":"s"}],"resources":null,"other":[1,2]}}"#;
@@ -251,6 +280,9 @@ mod tests {
             r#"{"spec":[],"metadata":{}}"#,
             r#"{"spec":{},"spec":{}}"#,
             r#"{"spec":{"volumes":[],"volumes":[]}}"#,
+            r#"{"spec":{"containers":[{"resources":{"limits":[]}}]}}"#,
+            r#"{"spec":{"containers":[{"resources":{"limits":{"cpu":"1","cpu":"2"}}}]}}"#,
+            r#"{"spec":{"containers":[{"resources":{"requests":{},"requests":{}}}]}}"#,
         ] {
             let (scanned, parsed) = both(text);
             assert_eq!((scanned, parsed), (None, None), "{text}");
