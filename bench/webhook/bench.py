@@ -522,6 +522,92 @@ def bench_load(work, seconds, rounds):
     return med
 
 
+def proc_counters(pid):
+    """Threads, context switches (voluntary, involuntary) over all threads,
+    and minor page faults of a process, from /proc."""
+    threads = os.listdir(f"/proc/{pid}/task")
+    vol = invol = 0
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        vol += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        invol += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    with open(f"/proc/{pid}/stat") as f:
+        minflt = int(f.read().rsplit(")", 1)[1].split()[7])
+    return len(threads), vol, invol, minflt
+
+
+def loadgen_run(work, server, rate, seconds):
+    p = subprocess.run([*NICE, "taskset", "-c", CLIENT_CPU, work.loadgen, server.url(), FIXTURE, work.ca,
+                        "h1", str(rate), str(seconds)], capture_output=True, text=True)
+    if p.returncode != 0:
+        die(f"loadgen failed: {p.stderr}")
+    figures = dict(kv.split("=", 1) for kv in p.stdout.split())
+    if figures["errors"] != "0" or figures["timeouts"] != "0":
+        die(f"loadgen saw failures: {p.stdout}")
+    return figures
+
+
+def syscall_mix(work, server, rate, seconds):
+    """System calls per request while loadgen runs, from `strace -c -f -p`
+    (which slows the server: only the counts are used)."""
+    out = os.path.join(work.dir, f"strace-{server.pid}.txt")
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(server.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    figures = loadgen_run(work, server, rate, seconds)
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(timeout=30)
+    calls = {}
+    with open(out) as f:
+        for line in f:
+            cols = line.split()
+            if len(cols) >= 5 and cols[0][0].isdigit() and cols[-1] != "total":
+                calls[cols[-1]] = int(cols[3])
+    n = int(figures["ok"])
+    return {name: c / n for name, c in sorted(calls.items(), key=lambda kv: -kv[1])}
+
+
+def bench_tail(work, seconds):
+    """Where the p99 at 1,000 req/s comes from: per request, the servers'
+    context switches, page faults and system calls; their threads; and the
+    p99 again with mimalloc's purging off (MIMALLOC_PURGE_DELAY=-1)."""
+    need("strace", "strace")
+    rate = 1000
+    print(f"== Tail at {rate} req/s (loadgen HTTP/1.1, {seconds} s after a 2 s warm-up); "
+          f"servers on CPU {SERVER_CPU}, loadgen on CPU {CLIENT_CPU}")
+    kinds = (("bare axum+rustls (mimalloc)", "baseline+mimalloc:hyper"), ("forcebacklog", "forcebacklog"))
+    first = Server(work, "forcebacklog")
+    capture_response(work, first)  # the bare server's fixed answer
+    first.process.terminate()
+    first.process.wait(timeout=30)
+    for purge in ("default", "-1"):
+        if purge != "default":
+            os.environ["MIMALLOC_PURGE_DELAY"] = purge
+        for name, kind in kinds:
+            server = Server(work, kind)
+            loadgen_run(work, server, rate, 2)
+            t0, v0, i0, f0 = proc_counters(server.pid)
+            fig = loadgen_run(work, server, rate, seconds)
+            t1, v1, i1, f1 = proc_counters(server.pid)
+            n = int(fig["ok"])
+            print(f"   {name:<28} purge {purge:<7} threads {t1:>2}  p50 {fig['p50']}  p99 {fig['p99']}  "
+                  f"p99.9 {fig['p999']} ms  per request: {(v1 - v0) / n:.2f} voluntary + "
+                  f"{(i1 - i0) / n:.3f} involuntary switches, {(f1 - f0) / n:.3f} page faults", flush=True)
+            if purge == "default":
+                mix = syscall_mix(work, server, rate, 3)
+                print("      system calls per request: " +
+                      ", ".join(f"{k} {v:.2f}" for k, v in list(mix.items())[:8]), flush=True)
+            server.process.terminate()
+            server.process.wait(timeout=30)
+    os.environ.pop("MIMALLOC_PURGE_DELAY", None)
+
+
 def callgrind_total(path):
     """The instructions (Ir) a callgrind run counted, all threads."""
     with open(path) as f:
@@ -606,7 +692,7 @@ def build(musl):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", nargs="?", default="all",
-                        choices=["instructions", "load", "cpu", "latency", "streams", "memory", "startup",
+                        choices=["instructions", "load", "tail", "cpu", "latency", "streams", "memory", "startup",
                                  "scale", "all"])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the CPU comparison")
@@ -638,6 +724,8 @@ def main():
             bench_instructions(work, 100, 1100, a.keep and os.path.abspath(a.keep))
         if a.what == "load":
             bench_load(work, seconds, a.rounds)
+        if a.what == "tail":
+            bench_tail(work, max(seconds, 10))
         if a.what in ("cpu", "all"):
             server, _ = bench_cpu(work, seconds, a.rounds)
         if a.what in ("latency", "all"):
