@@ -5,7 +5,7 @@ and time per review as the pod grows.
 
 Run from anywhere (see bench/README.md, "Webhook"):
 
-    bench/webhook/run.sh [cpu|latency|streams|memory|startup|scale|all]
+    bench/webhook/run.sh [instructions|load|tail|cpu|latency|streams|memory|startup|scale|all]
 
 Everything is on loopback. The server under test is pinned to CPU 0
 (`taskset -c 0`), the load generator (h2load, from nghttp2-client) to CPU 1.
