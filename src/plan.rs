@@ -1078,7 +1078,8 @@ fn work(
             containers.push(work);
         }
     }
-    let metrics = metrics_sidecar_to_add(pod, settings, config, init_container, &mut warnings)?;
+    let (metrics, left_out) = metrics_sidecar_to_add(pod, settings, config, init_container)?;
+    warnings.extend(left_out);
     let pull_secrets = if init_container == Add::Nothing {
         Work::NONE.pull_secrets
     } else {
@@ -1355,16 +1356,16 @@ fn init_container_to_add(pod: &PodView<'_>) -> Result<Add, SkipReason> {
 /// for or already there; a collision when a container of another kind
 /// has its name; left out with a warning (the shim is still injected)
 /// when the cluster has no native sidecars or a container declares the
-/// port (the sidecar could not bind it).
+/// port (the sidecar could not bind it). Returns the sidecar to add, if
+/// any, and the warning that says why it was left out.
 fn metrics_sidecar_to_add(
     pod: &PodView<'_>,
     settings: &Settings,
     config: &InjectConfig,
     init_container: Add,
-    warnings: &mut Vec<String>,
-) -> Result<Option<MetricsSidecar>, SkipReason> {
+) -> Result<(Option<MetricsSidecar>, Option<String>), SkipReason> {
     let Some(port) = settings.metrics else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let named = |c: &&ContainerView<'_>| c.name == METRICS_CONTAINER_NAME;
     if pod.containers().iter().any(|c| named(&c)) {
@@ -1375,7 +1376,7 @@ fn metrics_sidecar_to_add(
     let init = pod.init_containers();
     if let Some(existing) = init.iter().find(named) {
         return if is_our_metrics_sidecar(existing) {
-            Ok(None)
+            Ok((None, None))
         } else {
             Err(SkipReason::Collision(format!(
                 "init container {METRICS_CONTAINER_NAME} is not forcebacklog's metrics sidecar"
@@ -1383,11 +1384,11 @@ fn metrics_sidecar_to_add(
         };
     }
     if !config.native_sidecars {
-        warnings.push(format!(
+        let why = format!(
             "forcebacklog: {}: no metrics sidecar: it is a native sidecar, which needs Kubernetes 1.29 or later",
             annotations::METRICS
-        ));
-        return Ok(None);
+        );
+        return Ok((None, Some(why)));
     }
     let declared = pod.containers().iter().chain(init).find(|c| {
         c.ports
@@ -1397,12 +1398,12 @@ fn metrics_sidecar_to_add(
             .any(|p| p.container_port == Some(u64::from(port)))
     });
     if let Some(c) = declared {
-        warnings.push(format!(
+        let why = format!(
             "forcebacklog: {}: no metrics sidecar: port {port} is already a port of container {}",
             annotations::METRICS,
             c.name
-        ));
-        return Ok(None);
+        );
+        return Ok((None, Some(why)));
     }
     let index = match init_container {
         Add::Into | Add::Create => 1,
@@ -1411,7 +1412,7 @@ fn metrics_sidecar_to_add(
             .position(is_our_init_container)
             .map_or(0, |i| i + 1),
     };
-    Ok(Some(MetricsSidecar { port, index }))
+    Ok((Some(MetricsSidecar { port, index }), None))
 }
 
 /// Ours: a native sidecar running [`METRICS_COMMAND`] and an address.

@@ -1,4 +1,3 @@
-
 use super::*;
 use base64::prelude::{BASE64_STANDARD, Engine as _};
 use serde_json::{Value, json};

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn skip(text: &str) -> Result<&str, Unexpected> {
