@@ -198,7 +198,7 @@ impl<'a> Scanner<'a> {
     /// pod's views takes hundreds of short strings).
     pub(crate) fn check_text(&mut self) -> Result<(), Unexpected> {
         if self.text.is_none() {
-            self.text = Some(std::str::from_utf8(self.bytes).map_err(|_| Unexpected)?);
+            self.text = Some(simdutf8::basic::from_utf8(self.bytes).map_err(|_| Unexpected)?);
         }
         Ok(())
     }

@@ -152,3 +152,30 @@ fn plain_strings_only() {
     assert_eq!(Scanner::new(b"5").plain_string(), Err(Unexpected));
     assert_eq!(Scanner::new(b"\"\xff\"").plain_string(), Err(Unexpected));
 }
+
+#[test]
+fn the_text_check_rejects_invalid_utf8_anywhere() {
+    // Long enough for the SIMD blocks (and their tails) of every width.
+    let valid = format!(
+        r#"{{"a":"{}é€😀","b":"{}"}}"#,
+        "x".repeat(70),
+        "y".repeat(200)
+    );
+    assert_eq!(Scanner::new(valid.as_bytes()).check_text(), Ok(()));
+    for at in [3, 40, 63, 64, 100, valid.len() - 3] {
+        for bad in [
+            &[0xff][..],
+            &[0xc0, 0x80],
+            &[0xed, 0xa0, 0x80],
+            &[0xe2, 0x82],
+        ] {
+            let mut bytes = valid.as_bytes().to_vec();
+            bytes.splice(at..at, bad.iter().copied());
+            assert_eq!(
+                Scanner::new(&bytes).check_text(),
+                Err(Unexpected),
+                "{bad:x?} at {at}"
+            );
+        }
+    }
+}
