@@ -675,57 +675,12 @@ fn patch_json(ops: &[patch::Op]) -> Result<Vec<u8>, serde_json::Error> {
     Ok(json)
 }
 
-/// The base64 alphabet (RFC 4648, standard, with padding).
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Every 12-bit value → its two base64 characters: three input bytes
-/// take two lookups.
-const BASE64_PAIRS: [[u8; 2]; 4096] = {
-    let mut pairs = [[0u8; 2]; 4096];
-    let mut i = 0;
-    while i < 4096 {
-        pairs[i] = [BASE64[i >> 6], BASE64[i & 63]];
-        i += 1;
-    }
-    pairs
-};
-
 /// `bytes` in base64 (standard alphabet, padded) appended to `out`, as
-/// the API requires for `patch`; it needs no JSON escaping. Six bytes a
-/// step, read as one big-endian word: four lookups of two characters.
+/// the API requires for `patch`; it needs no JSON escaping. `base64-simd`
+/// picks its SIMD encoder (AVX2, SSSE3) at run time, a scalar one
+/// elsewhere.
 fn base64_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.reserve(bytes.len().div_ceil(3) * 4);
-    let mut chunks = bytes.chunks_exact(24);
-    for chunk in &mut chunks {
-        let mut text = [0u8; 32];
-        for (src, dst) in chunk.chunks_exact(6).zip(text.chunks_exact_mut(8)) {
-            let mut word = [0u8; 8];
-            word[..6].copy_from_slice(src);
-            let n = u64::from_be_bytes(word);
-            for (i, shift) in [52, 40, 28, 16].into_iter().enumerate() {
-                let pair = BASE64_PAIRS[(n >> shift) as usize & 0xfff];
-                dst[2 * i..2 * i + 2].copy_from_slice(&pair);
-            }
-        }
-        out.extend_from_slice(&text);
-    }
-    let mut triples = chunks.remainder().chunks_exact(3);
-    for src in &mut triples {
-        let n = usize::from(src[0]) << 16 | usize::from(src[1]) << 8 | usize::from(src[2]);
-        out.extend_from_slice(&BASE64_PAIRS[n >> 12]);
-        out.extend_from_slice(&BASE64_PAIRS[n & 0xfff]);
-    }
-    let rest = triples.remainder();
-    if let Some(&first) = rest.first() {
-        let n = usize::from(first) << 16 | usize::from(rest.get(1).copied().unwrap_or(0)) << 8;
-        let [a, b] = BASE64_PAIRS[n >> 12];
-        let c = if rest.len() == 2 {
-            BASE64_PAIRS[n & 0xfff][0]
-        } else {
-            b'='
-        };
-        out.extend_from_slice(&[a, b, c, b'=']);
-    }
+    base64_simd::STANDARD.encode_append(bytes, out);
 }
 
 fn has_sub_resource<O>(request: &Request<'_, O>) -> bool {
