@@ -479,16 +479,8 @@ def bench_scale(work, seconds):
 
 def p99_at(work, server, rate, seconds):
     """loadgen's figures for HTTP/1.1 at a fixed rate (after a 2 s warm-up)."""
-    figures = None
-    for run_seconds in (2, seconds):
-        p = subprocess.run([*NICE, "taskset", "-c", CLIENT_CPU, work.loadgen, server.url(), FIXTURE, work.ca,
-                            "h1", str(rate), str(run_seconds)], capture_output=True, text=True)
-        if p.returncode != 0:
-            die(f"loadgen failed: {p.stderr}")
-        figures = dict(kv.split("=", 1) for kv in p.stdout.split())
-    if figures["errors"] != "0" or figures["timeouts"] != "0":
-        die(f"loadgen saw failures: {p.stdout}")
-    return figures
+    loadgen_run(work, server, rate, 2)
+    return loadgen_run(work, server, rate, seconds)
 
 
 def bench_load(work, seconds, rounds):
@@ -543,6 +535,7 @@ def proc_counters(pid):
 
 
 def loadgen_run(work, server, rate, seconds):
+    """loadgen's figures for one HTTP/1.1 run at a fixed rate; failures end the benchmark."""
     p = subprocess.run([*NICE, "taskset", "-c", CLIENT_CPU, work.loadgen, server.url(), FIXTURE, work.ca,
                         "h1", str(rate), str(seconds)], capture_output=True, text=True)
     if p.returncode != 0:
