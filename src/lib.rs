@@ -33,6 +33,10 @@
 //!   hold one and pass it down.
 //! - [`review`]: AdmissionReview bytes in → AdmissionReview bytes out
 //!   (uid echoed, base64 patch, warnings), for `/mutate` and `/validate`.
+//!   It reads the request through `scan` (crate-private): a scanner that
+//!   finds the members the review needs and steps over the rest 64 bytes
+//!   at a time; `scan::de` lets the views read themselves through it, and
+//!   `scan::pod` reads a targeted pod's spec on it directly.
 //! - [`manifest`]: YAML documents → pod templates, for `forcebacklog inject`;
 //!   the operations are spliced into the original text (`manifest::splice`)
 //!   located through a tree with positions (`manifest::yaml`). The steps by
@@ -44,6 +48,10 @@
 //!   from disk), the admin port (`/healthz`, `/readyz`, `/metrics`) and
 //!   graceful shutdown.
 //! - [`shim`]: the embedded shim bytes, `install-shim` and `run`.
+//! - [`supervise`]: `run --method supervise`, for programs `LD_PRELOAD`
+//!   cannot reach: a seccomp filter that traps `listen` only, answered by
+//!   user notification or ptrace (the ioctls in the `seccomp-notify`
+//!   workspace crate).
 //! - [`sockets`]: the listening TCP sockets of a network namespace
 //!   (sock_diag) and its listen-overflow counters, as a table, JSON or
 //!   Prometheus metrics (`forcebacklog sockets`).
